@@ -1,0 +1,1 @@
+"""An autograder for Jupyter notebook assignments that keeps scores away from student code."""

@@ -1,0 +1,67 @@
+"""Generate the student release of an assignment from its master notebook.
+
+The notebook goes through nbgrader's own preprocessors, in the order
+`nbgrader generate_assignment` runs them, minus the steps that need a
+course database (SaveCells) or header/test-template files we do not use.
+A test checks that the result matches the real `nbgrader generate_assignment`.
+Output is byte-for-byte reproducible: same master, same release.
+"""
+
+import shutil
+from pathlib import Path
+
+import nbformat
+from nbgrader.preprocessors import (
+    CheckCellMetadata,
+    ClearHiddenTests,
+    ClearMarkScheme,
+    ClearOutput,
+    ClearSolutions,
+    ComputeChecksums,
+    LockCells,
+)
+from traitlets.config import Config
+
+from .assignment import Assignment
+
+
+def nbgrader_config(assignment: Assignment) -> Config:
+    """The nbgrader settings this assignment's release depends on."""
+    config = Config()
+    config.ClearSolutions.code_stub = {"python": assignment.code_stub}
+    return config
+
+
+def release_notebook(assignment: Assignment) -> nbformat.NotebookNode:
+    """The master notebook with solutions, outputs and hidden tests removed."""
+    nb = nbformat.read(assignment.master, as_version=nbformat.NO_CONVERT)
+    config = nbgrader_config(assignment)
+    resources: dict = {}
+    steps = [LockCells, ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums,
+             ClearHiddenTests, ClearMarkScheme, ComputeChecksums, CheckCellMetadata]
+    for step in steps:
+        nb, resources = step(config=config).preprocess(nb, resources)
+    return nb
+
+
+def build_release(assignment: Assignment, out_dir: str | Path) -> Path:
+    """Write the student folder: the included paths plus the stripped notebook.
+
+    Symlinks are copied as the files they point to (the shipped data file
+    lives in fixtures/), and caches are left out. Returns the folder.
+    """
+    target = Path(out_dir) / assignment.name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for item in assignment.release_include:
+        source = assignment.root / item
+        if source.is_dir():
+            shutil.copytree(source, target / item,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy(source, target / item)
+    notebook_dir = target / assignment.release_notebook_dir
+    notebook_dir.mkdir()
+    nbformat.write(release_notebook(assignment), notebook_dir / assignment.master.name)
+    return target
