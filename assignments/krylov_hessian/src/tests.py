@@ -117,4 +117,15 @@ def test_power_iteration(power_fn) -> None:
         _check(len(calls) <= 302,
                f"On the {label} case power_iteration made {len(calls)} matvec calls for "
                f"num_iters=300; use one matvec per iteration.")
+    # Gap ratio 0.99: far from converged after 80 steps, so nothing stops early,
+    # and 40 more iterations must cost exactly 40 more matvecs.
+    A = _rotated([10.0, 9.9] + [1.0] * 6, seed=7)
+    counts = []
+    for num_iters in (40, 80):
+        calls = []
+        power_fn(lambda x, calls=calls: calls.append(1) or A @ x, A.shape[0], num_iters, 0)
+        counts.append(len(calls))
+    _check(counts[1] - counts[0] == 40,
+           f"power_iteration made {counts[0]} matvec calls for num_iters=40 and {counts[1]} "
+           f"for num_iters=80; each iteration should cost exactly one matvec.")
     print("✓ test_power_iteration passed")
