@@ -1,0 +1,81 @@
+"""What grading produces: plain records shared by the grader and the writers."""
+
+from dataclasses import dataclass, field
+
+VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
+
+
+@dataclass
+class Figure:
+    """A figure the notebook drew: a PNG for people, line data for checks."""
+
+    cell: int
+    png: bytes
+    axes: list[dict]  # title, xlabel, ylabel, xscale, yscale, lines: [{label, x, y}]
+
+
+@dataclass
+class CellRun:
+    """How one code cell of the submission ran."""
+
+    index: int  # position among the notebook's cells
+    status: str  # "ok", "error", "timeout" or "skipped"
+    duration_s: float = 0.0
+    error: str = ""  # "ExceptionName: message", for the student's own debugging
+    stdout: str = ""
+
+
+@dataclass
+class CheckOutcome:
+    """One weighted hidden check of one exercise."""
+
+    exercise: str
+    name: str
+    weight: float
+    passed: bool
+    message: str = ""  # student-facing; never contains hidden values
+    staff_detail: str = ""  # for course staff only (internal errors)
+    duration_s: float = 0.0
+
+
+@dataclass
+class ExerciseResult:
+    id: str
+    name: str
+    max_score: float
+    visibility: str
+    checks: list[CheckOutcome] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        """Points in proportion to the weight of the checks passed."""
+        total = sum(c.weight for c in self.checks)
+        if not total:
+            return 0.0
+        earned = sum(c.weight for c in self.checks if c.passed)
+        return round(self.max_score * earned / total, 4)
+
+
+@dataclass
+class GradeReport:
+    """Everything known about one graded submission."""
+
+    submission: str
+    assignment: str
+    status: str  # "graded", or "rejected" when the file could not be graded at all
+    reason: str = ""  # why it was rejected
+    exercises: list[ExerciseResult] = field(default_factory=list)
+    cells: list[CellRun] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    sandbox_layers: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    execution_time: float = 0.0
+    grader_version: str = ""
+
+    @property
+    def score(self) -> float:
+        return round(sum(e.score for e in self.exercises), 4)
+
+    @property
+    def max_score(self) -> float:
+        return sum(e.max_score for e in self.exercises)

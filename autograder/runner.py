@@ -1,0 +1,309 @@
+"""The untrusted side: runs a submission's code cells, then serves calls.
+
+Started by the grader inside the sandbox as `python -m autograder.runner FD`,
+where FD is its end of a socket pair. It never sees hidden tests, reference
+code or expected values: it only answers requests made of plain data
+(see `protocol`). After executing the notebook it becomes a "zygote": each
+`fork` request makes a child holding a copy of the notebook's state, which
+serves one check's calls and dies. A hang, crash or corruption in one check
+therefore cannot touch the next, and the grader can kill a child without
+losing the notebook.
+"""
+
+import base64
+import contextlib
+import io
+import math
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+
+from . import protocol
+
+OUTPUT_LIMIT = 20_000  # characters of stdout kept per cell
+MAX_FIGURE_POINTS = 5_000  # per line, for plot checks
+
+
+class CappedText(io.TextIOBase):
+    """A text sink that keeps the first `limit` characters and drops the rest."""
+
+    def __init__(self, limit: int = OUTPUT_LIMIT):
+        self.parts: list[str] = []
+        self.size = 0
+        self.limit = limit
+        self.dropped = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text) -> int:
+        text = str(text)
+        room = self.limit - self.size
+        if room > 0:
+            self.parts.append(text[:room])
+            self.size += min(room, len(text))
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def getvalue(self) -> str:
+        suffix = f"\n[... {self.dropped:,} more characters not shown]" if self.dropped else ""
+        return "".join(self.parts) + suffix
+
+
+# --- figures ---------------------------------------------------------------
+
+
+def _finite(values) -> list:
+    out = []
+    for v in list(values)[:MAX_FIGURE_POINTS]:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            f = math.nan
+        out.append(f if math.isfinite(f) else None)
+    return out
+
+
+def _describe_axes(ax) -> dict:
+    lines = [{"label": str(line.get_label()), "x": _finite(line.get_xdata()),
+              "y": _finite(line.get_ydata())} for line in ax.get_lines()]
+    return {"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+            "xscale": ax.get_xscale(), "yscale": ax.get_yscale(), "lines": lines}
+
+
+class FigureCollector:
+    """Captures every open matplotlib figure as PNG + line data, then closes it."""
+
+    def __init__(self):
+        self.figures: list[dict] = []
+
+    def collect(self) -> None:
+        if "matplotlib.pyplot" not in sys.modules:
+            return
+        plt = sys.modules["matplotlib.pyplot"]
+        for number in plt.get_fignums():
+            figure = plt.figure(number)
+            try:
+                png = io.BytesIO()
+                figure.savefig(png, format="png", dpi=72)
+                self.figures.append({
+                    "png": base64.b64encode(png.getvalue()).decode("ascii"),
+                    "axes": [_describe_axes(ax) for ax in figure.get_axes()],
+                })
+            except Exception as exc:  # noqa: BLE001 - a broken figure must not break the report
+                self.figures.append({"png": "", "axes": [], "error": repr(exc)[:200]})
+        plt.close("all")
+
+    def take(self) -> list[dict]:
+        figures, self.figures = self.figures, []
+        return figures
+
+
+# --- notebook execution ----------------------------------------------------
+
+
+def _no_op_magic(line: str = "", cell: str = "") -> None:
+    """Stands in for magics that would escape or reconfigure the sandbox."""
+    print("(the grader does not run this command)")
+
+
+def make_shell(collector: FigureCollector):
+    """An IPython shell with the notebook's semantics but a fixed, headless setup."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    config.InteractiveShell.colors = "nocolor"
+    shell = InteractiveShell.instance(config=config)
+    shell.system = _no_op_magic  # `!cmd` lines
+    for name in ("matplotlib", "pip", "conda", "mamba", "sx", "system", "bash", "sh", "script"):
+        shell.register_magic_function(_no_op_magic, "line_cell" if name in
+                                      ("bash", "sh", "script") else "line", name)
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.show = lambda *args, **kwargs: collector.collect()
+    return shell
+
+
+def run_cell(shell, source: str, collector: FigureCollector) -> dict:
+    """Execute one cell; report status, output, error and figures."""
+    out = CappedText()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        result = shell.run_cell(source, store_history=True, silent=False)
+    collector.collect()
+    error = result.error_before_exec or result.error_in_exec
+    report = {"status": "ok" if error is None else "error",
+              "duration_s": time.perf_counter() - start,
+              "stdout": out.getvalue(), "figures": collector.take()}
+    if error is not None:
+        report["error"] = f"{type(error).__name__}: {error}"[:2000]
+    return report
+
+
+# --- serving calls ---------------------------------------------------------
+
+
+def to_plain(value, depth: int = 0):
+    """Convert the student's values to what the protocol carries.
+
+    This runs in the untrusted process on purpose: converting a numpy
+    scalar or an odd sequence may call student code, and any lie it tells
+    ends up as plain data that the grader checks like any other answer.
+    """
+    import numpy as np
+    import torch
+
+    if depth > protocol.MAX_DEPTH:
+        return value
+    if isinstance(value, torch.Tensor):
+        if type(value) not in (torch.Tensor, torch.nn.Parameter):
+            return value  # subclasses are refused by encode
+        return value.detach()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.array(value, copy=True))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (list, tuple, torch.Size)) or type(value).__name__ == "return_types":
+        items = [to_plain(v, depth + 1) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if hasattr(value, "_fields") and isinstance(value, tuple):
+        return tuple(to_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return {k: to_plain(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+class RemoteOperator:
+    """A grader-side callable (a matvec): each call goes back to the grader."""
+
+    def __init__(self, handle: protocol.Handle, sock: socket.socket):
+        self._handle = handle.id
+        self._sock = sock
+
+    def __call__(self, *args):
+        protocol.send(self._sock, {"op": "invoke", "handle": self._handle,
+                                   "args": protocol.encode([to_plain(a) for a in args])})
+        reply = protocol.receive(self._sock)
+        if reply.get("op") == "invoke_error":
+            raise RuntimeError(str(reply.get("message", "operator call refused")))
+        return protocol.decode(reply.get("value"))
+
+    def __repr__(self) -> str:
+        return "<matvec operator>"
+
+
+def _with_operators(value, sock: socket.socket):
+    """Replace handles in decoded arguments by callables."""
+    if isinstance(value, protocol.Handle):
+        return RemoteOperator(value, sock)
+    if isinstance(value, list):
+        return [_with_operators(v, sock) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_with_operators(v, sock) for v in value)
+    if isinstance(value, dict):
+        return {k: _with_operators(v, sock) for k, v in value.items()}
+    return value
+
+
+def _reply_value(sock: socket.socket, value) -> None:
+    try:
+        encoded = protocol.encode(to_plain(value))
+    except protocol.UnsupportedValue as exc:
+        protocol.send(sock, {"op": "unsupported", "type": type(value).__name__,
+                             "message": str(exc)})
+        return
+    protocol.send(sock, {"op": "value", "value": encoded})
+
+
+def serve_check(sock: socket.socket, namespace: dict) -> None:
+    """Answer `call` and `get` requests for one check, in a forked child."""
+    while True:
+        try:
+            request = protocol.receive(sock)
+        except EOFError:
+            return
+        op, name = request.get("op"), request.get("name")
+        if not isinstance(name, str) or name not in namespace:
+            protocol.send(sock, {"op": "missing", "name": str(name)})
+            continue
+        if op == "get":
+            _reply_value(sock, namespace[name])
+            continue
+        target = namespace[name]
+        if op != "call" or not callable(target):
+            protocol.send(sock, {"op": "not_callable", "name": name})
+            continue
+        args = _with_operators(protocol.decode(request.get("args", [])), sock)
+        kwargs = _with_operators(protocol.decode(request.get("kwargs", {"__dict__": {}})), sock)
+        sink = CappedText()
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                value = target(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - student code may raise anything
+            protocol.send(sock, {"op": "raised", "type": type(exc).__name__,
+                                 "message": str(exc)[:500],
+                                 "traceback": traceback.format_exc(limit=8)[-3000:]})
+            continue
+        _reply_value(sock, value)
+
+
+def serve_forks(sock: socket.socket, namespace: dict) -> None:
+    """The zygote loop: make one child per check until the grader hangs up."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
+    while True:
+        try:
+            request = protocol.receive(sock)
+        except EOFError:
+            return
+        if request.get("op") != "fork":
+            continue
+        child_end, grader_end = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            grader_end.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            try:
+                serve_check(child_end, namespace)
+            finally:
+                os._exit(0)
+        child_end.close()
+        fd = grader_end.detach()
+        protocol.send_with_fd(sock, {"op": "forked", "pid": pid}, fd)
+        os.close(fd)
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    import torch
+
+    torch.set_num_threads(1)
+    collector = FigureCollector()
+    shell = make_shell(collector)
+    request = protocol.receive(sock)
+    for cell in request["cells"]:
+        protocol.send(sock, {"op": "cell_start", "index": cell["index"]})
+        report = run_cell(shell, cell["source"], collector)
+        protocol.send(sock, {"op": "cell_done", "index": cell["index"], **report})
+    protocol.send(sock, {"op": "executed"})
+    serve_forks(sock, shell.user_ns)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""The grader's side of the boundary: execute a notebook, then call into it.
+
+`NotebookSession` runs the submission's cells in a sandboxed runner (with
+per-cell and total time budgets, surviving cells that hang or kill the
+process), then hands out `StudentProxy` objects, each talking to a fresh
+fork of the executed notebook. A proxy calls student functions with plain
+data and opaque `Operator` handles, whose calls it serves, counts and
+budgets; whatever comes back is decoded into plain values or raises a
+`StudentError` with a message written for the student.
+"""
+
+import base64
+import select
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from . import protocol
+from .outcome import CellRun, Figure
+from .sandbox import Limits, RunnerProcess, Workspace
+from .submission import Submission
+
+MAX_RESTARTS = 5
+INTERRUPT_GRACE_S = 3.0
+
+
+class StudentError(Exception):
+    """A check could not get a usable answer from the student's code.
+
+    The message is shown to the student: it says what was called and what
+    went wrong, never what was expected.
+    """
+
+
+class StudentTimeout(StudentError):
+    pass
+
+
+class StudentCrash(StudentError):
+    pass
+
+
+class UnsupportedReturn(StudentError):
+    pass
+
+
+class MissingName(StudentError):
+    pass
+
+
+@dataclass(eq=False)
+class Operator:
+    """A grader-side function lent to student code as an opaque callable.
+
+    Inputs are cast to `dtype` (if given) before `fn` runs, and the result is
+    cast back to the caller's floating dtype, so any precision style works.
+    `calls` counts invocations; past `budget` each call is refused.
+    """
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    dim: int | None = None
+    dtype: torch.dtype | None = None
+    budget: int | None = None
+    calls: int = 0
+    over_budget: bool = False
+    bad_inputs: list[str] = field(default_factory=list)
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.budget is not None and self.calls > self.budget:
+            self.over_budget = True
+            raise StudentError(f"the operator was called more than {self.budget} times")
+        if len(args) != 1 or not isinstance(args[0], torch.Tensor):
+            self.bad_inputs.append("called with something other than one tensor")
+            raise StudentError("the operator takes exactly one tensor")
+        v = args[0]
+        if self.dim is not None and tuple(v.shape) != (self.dim,):
+            self.bad_inputs.append(f"called with shape {tuple(v.shape)}")
+            raise StudentError(f"the operator takes a vector of shape ({self.dim},), "
+                               f"got {tuple(v.shape)}")
+        if not v.is_floating_point():
+            v = v.double()
+        out = self.fn(v.to(self.dtype) if self.dtype else v)
+        return out.detach().to(v.dtype)
+
+
+class StudentProxy:
+    """Calls into one fork of the executed notebook (one check's worth)."""
+
+    def __init__(self, sock: socket.socket, pid: int, runner: RunnerProcess, timeout_s: float):
+        self._sock = sock
+        self._pid = pid
+        self._runner = runner
+        self.timeout_s = timeout_s
+        self._operators: list[Operator] = []
+
+    def operator(self, fn: Callable, *, dim: int | None = None, dtype: torch.dtype | None = None,
+                 budget: int | None = None) -> Operator:
+        """Register a grader-side callable to pass into student functions."""
+        op = Operator(fn, dim=dim, dtype=dtype, budget=budget)
+        self._operators.append(op)
+        return op
+
+    def _encode(self, value):
+        if isinstance(value, Operator):
+            return protocol.Handle(self._operators.index(value))
+        if isinstance(value, list):
+            return [self._encode(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._encode(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self._encode(v) for k, v in value.items()}
+        return value
+
+    def get(self, name: str):
+        """The value of a notebook variable, as plain data."""
+        protocol.send(self._sock, {"op": "get", "name": name})
+        return self._await(f"the variable {name}", name)
+
+    def call(self, name: str, *args, timeout_s: float | None = None, **kwargs):
+        """Call a notebook function; operators in the arguments are served."""
+        protocol.send(self._sock, {
+            "op": "call", "name": name,
+            "args": protocol.encode([self._encode(a) for a in args]),
+            "kwargs": protocol.encode({k: self._encode(v) for k, v in kwargs.items()})})
+        return self._await(f"{name}(...)", name, timeout_s)
+
+    def _await(self, what: str, name: str, timeout_s: float | None = None):
+        deadline = time.monotonic() + (timeout_s or self.timeout_s)
+        while True:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([self._sock], [], [], max(remaining, 0))
+            if not ready:
+                self.close()
+                raise StudentTimeout(f"{what} did not finish within "
+                                     f"{timeout_s or self.timeout_s:.0f} s")
+            try:
+                message = protocol.receive(self._sock)
+            except (EOFError, OSError) as exc:
+                self.close()
+                raise StudentCrash(f"{what} crashed the Python process "
+                                   "(os._exit, a segfault or running out of memory)") from exc
+            except protocol.ProtocolError as exc:
+                self.close()
+                raise UnsupportedReturn(f"{what} sent back data the grader cannot read") from exc
+            op = message.get("op")
+            if op == "invoke":
+                self._serve(message)
+                continue
+            if op == "value":
+                try:
+                    return protocol.decode(message.get("value"))
+                except protocol.ProtocolError as exc:
+                    raise UnsupportedReturn(f"{what} returned data the grader cannot read: "
+                                            f"{exc}") from exc
+            if op == "missing":
+                raise MissingName(f"the notebook does not define {name}; run every cell "
+                                  "and keep the names the notebook uses")
+            if op == "not_callable":
+                raise StudentError(f"{name} is not a function")
+            if op == "unsupported":
+                raise UnsupportedReturn(
+                    f"{what} returned a {str(message.get('type'))[:60]} object, which cannot "
+                    "be graded; return tensors, numbers, or lists/tuples/dicts of these")
+            if op == "raised":
+                raise StudentError(f"{what} raised {str(message.get('type'))[:60]}: "
+                                   f"{str(message.get('message'))[:300]}")
+            self.close()
+            raise UnsupportedReturn(f"{what} sent back a malformed message")
+
+    def _serve(self, message: dict) -> None:
+        handle = message.get("handle")
+        if not isinstance(handle, int) or not 0 <= handle < len(self._operators):
+            protocol.send(self._sock, {"op": "invoke_error", "message": "unknown operator"})
+            return
+        try:
+            args = protocol.decode(message.get("args"))
+            if not isinstance(args, list):
+                raise protocol.ProtocolError("malformed arguments")
+            value = self._operators[handle](*args)
+            protocol.send(self._sock, {"op": "invoke_result", "value": protocol.encode(value)})
+        except (StudentError, protocol.ProtocolError) as exc:
+            protocol.send(self._sock, {"op": "invoke_error", "message": str(exc)})
+
+    def close(self) -> None:
+        """End this fork; kill it if it is still busy."""
+        self._runner.kill_child(self._pid)
+        self._sock.close()
+
+
+@dataclass
+class ExecutionPolicy:
+    cell_timeout_s: float = 120.0
+    total_timeout_s: float = 900.0
+    call_timeout_s: float = 60.0
+    limits: Limits = field(default_factory=Limits)
+
+
+class NotebookSession:
+    """One executed submission, kept alive while its checks run."""
+
+    def __init__(self, submission: Submission, workspace: Workspace, policy: ExecutionPolicy):
+        self.submission = submission
+        self.workspace = workspace
+        self.policy = policy
+        self.cells: dict[int, CellRun] = {}
+        self.figures: list[Figure] = []
+        self.runner: RunnerProcess | None = None
+        self.warnings: list[str] = []
+
+    def execute(self) -> None:
+        """Run every code cell once, in order, continuing past failures.
+
+        A cell that exceeds its budget is interrupted; if that does not stop
+        it, or a cell kills the runner, the runner is restarted and the
+        notebook replayed without that cell.
+        """
+        skipped: set[int] = set()
+        deadline = time.monotonic() + self.policy.total_timeout_s
+        for _attempt in range(MAX_RESTARTS + 1):
+            bad = self._run_once(skipped, deadline)
+            if bad is None:
+                return
+            skipped.add(bad)
+        self.warnings.append("the notebook crashed the runner too many times; "
+                             "later cells were not run")
+
+    def _run_once(self, skipped: set[int], deadline: float) -> int | None:
+        """One pass over the cells; returns the cell index to skip next time, if any."""
+        if self.runner is not None:
+            self.runner.stop()
+        self.runner = RunnerProcess(self.workspace, self.policy.limits)
+        self.figures = [f for f in self.figures if f.cell in skipped]
+        cells = [c for c in self.submission.cells if c.index not in skipped]
+        protocol.send(self.runner.sock, {"op": "execute", "cells": [
+            {"index": c.index, "source": c.source} for c in cells]})
+        current, interrupted_at = None, None
+        cell_deadline = deadline
+        while True:
+            now = time.monotonic()
+            wait = min(cell_deadline, deadline) - now
+            ready, _, _ = select.select([self.runner.sock], [], [], max(wait, 0))
+            if not ready:
+                if current is None or time.monotonic() >= deadline:
+                    self._mark_rest(current, cells, "timeout", "the notebook ran past its "
+                                    f"total budget of {self.policy.total_timeout_s:.0f} s")
+                    return None
+                if interrupted_at is None:
+                    self.runner.interrupt()
+                    interrupted_at = current
+                    cell_deadline = time.monotonic() + INTERRUPT_GRACE_S
+                    continue
+                self.cells[current] = CellRun(current, "timeout", self.policy.cell_timeout_s,
+                                              "did not stop when interrupted")
+                return current
+            try:
+                message = protocol.receive(self.runner.sock)
+            except (EOFError, OSError, protocol.ProtocolError):
+                if current is None:
+                    self.warnings.append("the runner failed to start")
+                    return None
+                if current not in self.cells or self.cells[current].status != "timeout":
+                    self.cells[current] = CellRun(current, "error", 0.0,
+                                                  "the cell ended the Python process")
+                return current
+            op = message.get("op")
+            if op == "cell_start":
+                current = message.get("index")
+                cell_deadline = time.monotonic() + self.policy.cell_timeout_s
+                interrupted_at = None
+            elif op == "cell_done":
+                self._record(message, timed_out=interrupted_at == current)
+                current = None
+                cell_deadline = deadline
+            elif op == "executed":
+                return None
+
+    def _record(self, message: dict, timed_out: bool) -> None:
+        index = int(message.get("index", -1))
+        status = "timeout" if timed_out else str(message.get("status"))
+        error = str(message.get("error", ""))
+        if timed_out:
+            error = f"interrupted after {self.policy.cell_timeout_s:.0f} s"
+        self.cells[index] = CellRun(index, status, float(message.get("duration_s", 0.0)),
+                                    error, str(message.get("stdout", ""))[:50_000])
+        for figure in message.get("figures", [])[:50]:
+            try:
+                png = base64.b64decode(figure.get("png", ""), validate=True)
+            except ValueError:
+                png = b""
+            axes = figure.get("axes", [])
+            self.figures.append(Figure(index, png, axes if isinstance(axes, list) else []))
+
+    def _mark_rest(self, current, cells, status: str, error: str) -> None:
+        for cell in cells:
+            if cell.index not in self.cells:
+                self.cells[cell.index] = CellRun(cell.index, status if cell.index == current
+                                                 else "skipped", 0.0, error)
+
+    def student(self) -> StudentProxy:
+        """A proxy to a fresh fork of the executed notebook."""
+        if self.runner is None or self.runner.process.poll() is not None:
+            raise StudentCrash("the notebook's process is not running")
+        protocol.send(self.runner.sock, {"op": "fork"})
+        ready, _, _ = select.select([self.runner.sock], [], [], 10)
+        if not ready:
+            raise StudentCrash("the notebook's process did not respond")
+        try:
+            message, fd = protocol.receive_with_fd(self.runner.sock)
+        except (EOFError, OSError, protocol.ProtocolError) as exc:
+            raise StudentCrash("the notebook's process did not respond") from exc
+        pid = message.get("pid")
+        if message.get("op") != "forked" or not isinstance(pid, int):
+            raise StudentCrash("the notebook's process sent a malformed reply")
+        return StudentProxy(socket.socket(fileno=fd), pid, self.runner,
+                            self.policy.call_timeout_s)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
