@@ -1,8 +1,16 @@
-"""Load an assignment folder's configuration (`assignment.toml`)."""
+"""Load an assignment folder's configuration (`assignment.toml`).
+
+Points live in one place, the master notebook's nbgrader grade cells; the
+config names each exercise's grade cell, its title and its visibility.
+"""
 
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import nbformat
+
+from .outcome import VISIBILITIES
 
 
 class AssignmentError(ValueError):
@@ -10,8 +18,25 @@ class AssignmentError(ValueError):
 
 
 @dataclass(frozen=True)
+class Exercise:
+    id: str
+    grade_id: str
+    name: str
+    points: float
+    visibility: str = "visible"
+
+
+@dataclass(frozen=True)
+class Budgets:
+    cell_timeout_s: float = 120.0
+    total_timeout_s: float = 600.0
+    call_timeout_s: float = 60.0
+    memory_mb: int = 6144
+
+
+@dataclass(frozen=True)
 class Assignment:
-    """An assignment folder: the master notebook and how to release it."""
+    """An assignment folder: the master notebook, its release and its grading."""
 
     root: Path
     name: str
@@ -20,6 +45,9 @@ class Assignment:
     release_include: tuple[str, ...]
     release_notebook_dir: str
     code_stub: str
+    hidden: Path | None
+    budgets: Budgets
+    exercises: tuple[Exercise, ...]
 
     @classmethod
     def load(cls, root: str | Path) -> "Assignment":
@@ -29,24 +57,58 @@ class Assignment:
             raise AssignmentError(f"{root} has no assignment.toml; is it an assignment folder?")
         try:
             config = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise AssignmentError(f"{config_path}: {exc}") from exc
-        try:
             release = config["release"]
+            grading = config.get("grading", {})
+            master = root / config["master"]
+            if not master.is_file():
+                raise AssignmentError(f"{config_path}: master notebook {master} not found")
             assignment = cls(
                 root=root,
                 name=config["name"],
                 title=config.get("title", config["name"]),
-                master=root / config["master"],
+                master=master,
                 release_include=tuple(release.get("include", [])),
                 release_notebook_dir=release.get("notebook_dir", "notebooks"),
                 code_stub=release.get("code_stub", "# YOUR CODE HERE\nraise NotImplementedError()"),
+                hidden=root / grading["hidden"] if "hidden" in grading else None,
+                budgets=Budgets(**{k: v for k, v in grading.items() if k != "hidden"}),
+                exercises=_exercises(config.get("exercises", []), master, config_path),
             )
+        except tomllib.TOMLDecodeError as exc:
+            raise AssignmentError(f"{config_path}: {exc}") from exc
         except KeyError as exc:
             raise AssignmentError(f"{config_path} lacks the required key {exc}") from exc
-        if not assignment.master.is_file():
-            raise AssignmentError(f"{config_path}: master notebook {assignment.master} not found")
+        except TypeError as exc:
+            raise AssignmentError(f"{config_path}: unknown or malformed setting ({exc})") from exc
         for item in assignment.release_include:
             if not (root / item).exists():
                 raise AssignmentError(f"{config_path}: release.include names missing {item!r}")
+        if assignment.hidden is not None and not assignment.hidden.is_dir():
+            raise AssignmentError(f"{config_path}: hidden suite folder {assignment.hidden} "
+                                  "not found")
         return assignment
+
+
+def _exercises(entries: list[dict], master: Path, config_path: Path) -> tuple[Exercise, ...]:
+    """Exercises in config order, with points read from the master's grade cells."""
+    points = {}
+    for cell in nbformat.read(master, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            points[meta["grade_id"]] = float(meta["points"])
+    exercises = []
+    for entry in entries:
+        grade_id = entry["grade_id"]
+        if grade_id not in points:
+            raise AssignmentError(f"{config_path}: exercise {entry['id']} names grade cell "
+                                  f"{grade_id!r}, which the master notebook does not have")
+        visibility = entry.get("visibility", "visible")
+        if visibility not in VISIBILITIES:
+            raise AssignmentError(f"{config_path}: exercise {entry['id']} has visibility "
+                                  f"{visibility!r}; use one of {', '.join(VISIBILITIES)}")
+        exercises.append(Exercise(str(entry["id"]), grade_id, entry.get("name", entry["id"]),
+                                  points[grade_id], visibility))
+    ids = [e.id for e in exercises]
+    if len(ids) != len(set(ids)):
+        raise AssignmentError(f"{config_path}: exercise ids are not unique")
+    return tuple(exercises)

@@ -68,7 +68,8 @@ class GradeReport:
     cells: list[CellRun] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
     sandbox_layers: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown to the student
+    staff_notes: list[str] = field(default_factory=list)  # grader problems, for staff only
     execution_time: float = 0.0
     grader_version: str = ""
 

@@ -1,0 +1,116 @@
+"""Grade one submission: execute it in the sandbox, run the hidden suite here.
+
+The trusted grader process owns everything that decides a score: the
+hidden tests, the reference code, the expected values and the output
+files. The submission's code only ever runs in the runner.
+"""
+
+import contextlib
+import hashlib
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from .assignment import Assignment
+from .outcome import ExerciseResult, GradeReport
+from .plugin import GradingPlugin
+from .report import write_outputs
+from .sandbox import Limits, Workspace
+from .session import ExecutionPolicy, NotebookSession
+from .submission import SubmissionError, load
+
+ENGINE = Path(__file__).resolve().parent
+
+
+def grader_version(assignment: Assignment) -> str:
+    """A digest of every file that can change a verdict: engine, hidden suite, reference."""
+    digest = hashlib.sha256()
+    roots = [ENGINE, assignment.root / "hidden", ENGINE.parent / "reference",
+             ENGINE.parent / "fixtures", assignment.master]
+    for root in roots:
+        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(ENGINE.parent)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def policy_for(assignment: Assignment) -> ExecutionPolicy:
+    budgets = assignment.budgets
+    cpu = int(budgets.total_timeout_s + 60 * len(assignment.exercises) + 60)
+    return ExecutionPolicy(cell_timeout_s=budgets.cell_timeout_s,
+                           total_timeout_s=budgets.total_timeout_s,
+                           call_timeout_s=budgets.call_timeout_s,
+                           limits=Limits(cpu_seconds=cpu, memory_mb=budgets.memory_mb))
+
+
+def run_hidden_suite(assignment: Assignment, session: NotebookSession) -> GradingPlugin:
+    """Run the assignment's hidden pytest suite against the executed notebook."""
+    plugin = GradingPlugin(session)
+    args = [str(assignment.hidden), "-q", "--assert=plain", "-p", "no:cacheprovider",
+            "--import-mode=importlib", "--rootdir", str(assignment.hidden),
+            "-c", str(assignment.hidden / "pytest.ini"), "-W", "ignore::DeprecationWarning"]
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        exit_code = pytest.main(args, plugins=[plugin])
+    if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        plugin.problems.append(f"hidden suite exited with {exit_code!r}: {log.getvalue()[-2000:]}")
+    return plugin
+
+
+def grade(submission_path: str | Path, assignment: Assignment,
+          out_dir: str | Path | None = None) -> GradeReport:
+    """Grade one notebook file; write the outputs into out_dir if given.
+
+    Never raises for a bad submission: an ungradable file becomes a
+    "rejected" report with score 0 and the reason.
+    """
+    started = time.monotonic()
+    path = Path(submission_path)
+    report = GradeReport(submission=path.name, assignment=assignment.name, status="graded",
+                         grader_version=grader_version(assignment))
+    report.exercises = [ExerciseResult(e.id, e.name, e.points, e.visibility)
+                        for e in assignment.exercises]
+    try:
+        submission = load(path)
+    except SubmissionError as exc:
+        report.status, report.reason = "rejected", str(exc)
+    else:
+        _grade_submission(submission, assignment, report)
+    report.execution_time = round(time.monotonic() - started, 3)
+    if out_dir is not None:
+        write_outputs(report, Path(out_dir))
+    return report
+
+
+def _grade_submission(submission, assignment: Assignment, report: GradeReport) -> None:
+    workspace = Workspace(assignment.root, assignment.release_include,
+                          assignment.release_notebook_dir)
+    session = NotebookSession(submission, workspace, policy_for(assignment))
+    try:
+        session.execute()
+        report.sandbox_layers = list(session.runner.layers) if session.runner else []
+        report.cells = [session.cells[i] for i in sorted(session.cells)]
+        report.figures = list(session.figures)
+        report.warnings.extend(session.warnings)
+        plugin = run_hidden_suite(assignment, session)
+    finally:
+        session.close()
+        workspace.remove()
+    by_id = {e.id: e for e in report.exercises}
+    for check in plugin.outcomes:
+        if check.exercise in by_id:
+            by_id[check.exercise].checks.append(check)
+        else:
+            plugin.problems.append(f"check {check.name!r} names unknown exercise "
+                                   f"{check.exercise!r}")
+    for exercise in report.exercises:
+        if not exercise.checks:
+            plugin.problems.append(f"no checks ran for exercise {exercise.id}")
+    report.staff_notes.extend(plugin.problems)
+    if plugin.problems:
+        report.warnings.append("the grader hit internal problems; course staff have "
+                               "the details")

@@ -1,0 +1,97 @@
+"""The pytest plugin through which hidden suites reach a submission.
+
+Hidden tests are ordinary pytest functions marked with
+`@pytest.mark.check(exercise="2.1", weight=2)`. They get two fixtures:
+`student`, a proxy to a fresh fork of the executed notebook (call its
+functions, read its variables, lend it grader-side operators), and
+`notebook`, how the cells ran and what they drew. A test fails a check by
+raising AssertionError with a sentence for the student; pytest runs with
+plain asserts, so no introspected (hidden) values reach the message.
+"""
+
+import random
+import time
+import traceback
+
+import numpy as np
+import pytest
+import torch
+
+from .outcome import CheckOutcome
+from .session import NotebookSession, StudentError
+
+INTERNAL_ERROR = ("The grader could not complete this check because of an internal error; "
+                  "course staff can see the details.")
+
+
+class GradingPlugin:
+    """Serves the fixtures and records one CheckOutcome per hidden test."""
+
+    def __init__(self, session: NotebookSession):
+        self.session = session
+        self.outcomes: list[CheckOutcome] = []
+        self.problems: list[str] = []  # for staff: collection errors, unmarked tests
+        self._started: dict[str, float] = {}
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.addinivalue_line("markers", "check(exercise, weight=1): a graded check")
+
+    @pytest.fixture
+    def student(self):
+        proxy = self.session.student()
+        yield proxy
+        proxy.close()
+
+    @pytest.fixture
+    def notebook(self) -> NotebookSession:
+        return self.session
+
+    @pytest.fixture(autouse=True)
+    def _deterministic(self):
+        """Same submission, same score: every check starts from the same seeds."""
+        torch.manual_seed(0)
+        np.random.seed(0)
+        random.seed(0)
+        yield
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.problems.append(f"hidden suite failed to collect {report.nodeid}: "
+                                 f"{str(report.longrepr)[-1500:]}")
+
+    def pytest_runtest_logstart(self, nodeid: str, location) -> None:
+        self._started[nodeid] = time.monotonic()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        report = outcome.get_result()
+        marker = item.get_closest_marker("check")
+        if marker is None:
+            if report.when == "call":
+                self.problems.append(f"{item.nodeid} has no check marker; it was not scored")
+            return
+        failed_setup = report.when == "setup" and report.failed
+        if report.when != "call" and not failed_setup:
+            return
+        exercise = str(marker.kwargs.get("exercise", marker.args[0] if marker.args else ""))
+        doc = (item.function.__doc__ or "").strip().splitlines()
+        name = doc[0] if doc else item.name.removeprefix("test_").replace("_", " ")
+        check = CheckOutcome(exercise=exercise, name=name,
+                             weight=float(marker.kwargs.get("weight", 1)),
+                             passed=report.passed,
+                             duration_s=time.monotonic() - self._started.get(item.nodeid, 0))
+        if report.failed and call.excinfo is not None:
+            check.message, check.staff_detail = _explain(call.excinfo)
+        self.outcomes.append(check)
+
+
+def _explain(excinfo: pytest.ExceptionInfo) -> tuple[str, str]:
+    """Student-facing message and staff-only detail for a failed check."""
+    error = excinfo.value
+    if isinstance(error, StudentError):
+        return str(error), ""
+    if isinstance(error, AssertionError):
+        return (str(error) or "This check failed."), ""
+    detail = "".join(traceback.format_exception(error))[-4000:]
+    return INTERNAL_ERROR, detail
