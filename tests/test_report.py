@@ -1,0 +1,319 @@
+"""Tests for the report writers: Gradescope's results.json, report.json and the feedback files."""
+
+import base64
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pytest
+
+from autograder.outcome import (
+    VISIBILITIES,
+    CellRun,
+    CheckOutcome,
+    ExerciseResult,
+    Figure,
+    GradeReport,
+)
+from autograder.report import write_outputs
+
+HOSTILE = "<script>alert(1)</script>"
+FORMATS = ("text", "simple_format", "html", "md", "ansi")
+SECRET = "expected 42.125, got 41"
+
+
+def validate_results(data: dict) -> None:
+    """The subset of Gradescope's results.json format (module docstring of report.py) we emit."""
+    required = {"score": float, "execution_time": float, "output": str, "output_format": str,
+                "visibility": str, "stdout_visibility": str, "tests": list}
+    for key, kind in required.items():
+        assert key in data, key
+        assert isinstance(data[key], kind), (key, data[key])
+    assert data["output_format"] in FORMATS
+    assert data["visibility"] in VISIBILITIES
+    assert data["stdout_visibility"] in VISIBILITIES
+    test_types = {"number": str, "name": str, "score": float, "max_score": float, "output": str,
+                  "visibility": str, "status": str}
+    for test in data["tests"]:
+        for key, kind in test_types.items():
+            assert key in test, key
+            assert isinstance(test[key], kind), (key, test[key])
+        assert test["visibility"] in VISIBILITIES
+        assert test["status"] in ("passed", "failed")
+        assert test.get("output_format", "text") in FORMATS
+        assert 0 <= test["score"] <= test["max_score"]
+        assert (test["status"] == "passed") == (test["score"] == test["max_score"])
+    assert 0 <= data["score"] <= sum(t["max_score"] for t in data["tests"])
+
+
+def check(exercise, name, weight, passed, message="", staff_detail=""):
+    return CheckOutcome(exercise, name, weight, passed, message, staff_detail, duration_s=0.25)
+
+
+def graded_report() -> GradeReport:
+    return GradeReport(
+        submission="alice.ipynb",
+        assignment="Krylov methods",
+        status="graded",
+        exercises=[
+            ExerciseResult("1.1", "Matvec", 4.0, "visible", [
+                check("1.1", "shape", 1.0, True),
+                check("1.1", "values", 3.0, True, "matches the reference"),
+            ]),
+            ExerciseResult("2.1", "Lanczos", 6.0, "visible", [
+                check("2.1", "orthogonality", 1.0, True),
+                check("2.1", "tridiagonal", 2.0, False, "T is not symmetric", SECRET),
+            ]),
+        ],
+        cells=[
+            CellRun(3, "ok", 0.1, stdout="hello"),
+            CellRun(5, "error", 0.2, error="ValueError: bad shape\nmore detail"),
+            CellRun(6, "skipped"),
+        ],
+        sandbox_layers=["seccomp", "no-network"],
+        warnings=["cell 9 took 40 s"],
+        execution_time=12.5,
+        grader_version="0.1.0",
+    )
+
+
+def write(report: GradeReport, out: Path) -> dict:
+    write_outputs(report, out)
+    return {name: (out / name).read_text(encoding="utf-8")
+            for name in ("results.json", "report.json", "feedback.md", "feedback.html")}
+
+
+def png_bytes(title: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1, 2], [1, 0.5, 0.25], label="residual")
+    ax.set_title(title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def test_graded_results_json(tmp_path):
+    report = graded_report()
+    files = write(report, tmp_path)
+    data = json.loads(files["results.json"])
+    validate_results(data)
+    assert [t["number"] for t in data["tests"]] == ["1.1", "2.1"]
+    assert [t["score"] for t in data["tests"]] == [e.score for e in report.exercises]
+    assert data["tests"][1]["score"] == 2.0
+    assert data["score"] == pytest.approx(sum(t["score"] for t in data["tests"]))
+    assert data["score"] == report.score == 6.0
+    assert [t["status"] for t in data["tests"]] == ["passed", "failed"]
+    assert data["tests"][1]["output"].splitlines() == [
+        "✓ orthogonality", "✗ tridiagonal: T is not symmetric"]
+    assert data["stdout_visibility"] == "hidden"
+    assert data["execution_time"] == 12.5
+    lines = data["output"].splitlines()
+    assert lines[0] == "Score 6 / 10"
+    assert "Sandbox layers active: seccomp, no-network" in lines
+    assert any("cell 9 took 40 s" in line for line in lines)
+    assert SECRET not in files["results.json"]
+
+
+def test_no_sandbox_layers_says_none(tmp_path):
+    report = graded_report()
+    report.sandbox_layers = []
+    data = json.loads(write(report, tmp_path)["results.json"])
+    assert "Sandbox layers active: none" in data["output"]
+
+
+def test_report_json_round_trips_checks_and_cells(tmp_path):
+    report = graded_report()
+    data = json.loads(write(report, tmp_path)["report.json"])
+    assert data["status"] == "graded"
+    assert data["score"] == report.score and data["max_score"] == report.max_score
+    assert data["sandbox_layers"] == report.sandbox_layers
+    assert data["grader_version"] == "0.1.0"
+    for saved, exercise in zip(data["exercises"], report.exercises, strict=True):
+        assert saved["id"] == exercise.id and saved["score"] == exercise.score
+        checks = [CheckOutcome(exercise=saved["id"], **c) for c in saved["checks"]]
+        assert checks == exercise.checks
+    cells = [CellRun(**c) for c in data["cells"]]
+    assert cells == report.cells
+
+
+def test_feedback_markdown_lists_exercises_and_errors(tmp_path):
+    md = write(graded_report(), tmp_path)["feedback.md"]
+    assert md.startswith("# Krylov methods: 6 / 10")
+    assert "| 1\\.1 |" not in md  # ids are not over-escaped
+    assert "| 1.1 | Matvec | 4 / 4 |" in md
+    assert "| 2.1 | Lanczos | 2 / 6 |" in md
+    assert "- ✗ tridiagonal: T is not symmetric" in md
+    assert "- ✓ values: matches the reference" in md
+    assert "## Cells that raised errors" in md
+    assert "Cell 5 (error): ValueError: bad shape" in md
+    assert "more detail" not in md
+    assert SECRET not in md
+    assert "Sandbox layers active: seccomp, no-network" in md
+
+
+def test_no_error_section_without_errors(tmp_path):
+    report = graded_report()
+    report.cells = [CellRun(1, "ok")]
+    files = write(report, tmp_path)
+    assert "Cells that raised errors" not in files["feedback.md"]
+    assert "Cells that raised errors" not in files["feedback.html"]
+
+
+def test_rejected_submission(tmp_path):
+    report = GradeReport(
+        submission="bob.ipynb", assignment="Krylov methods", status="rejected",
+        reason="the file is not a valid notebook",
+        exercises=[ExerciseResult("1.1", "Matvec", 4.0, "visible"),
+                   ExerciseResult("2.1", "Lanczos", 6.0, "after_due_date")],
+    )
+    files = write(report, tmp_path)
+    data = json.loads(files["results.json"])
+    validate_results(data)
+    assert data["score"] == 0.0
+    assert [t["number"] for t in data["tests"]] == ["1.1", "2.1"]
+    assert all(t["score"] == 0.0 and t["status"] == "failed" for t in data["tests"])
+    assert all("the file is not a valid notebook" in t["output"] for t in data["tests"])
+    assert "Submission rejected: the file is not a valid notebook" in data["output"]
+    staff = json.loads(files["report.json"])
+    assert staff["status"] == "rejected" and staff["reason"] == report.reason
+    assert "could not be graded: the file is not a valid notebook" in files["feedback.md"]
+    assert "could not be graded: the file is not a valid notebook" in files["feedback.html"]
+
+
+def test_hidden_exercise(tmp_path):
+    report = graded_report()
+    report.exercises.append(ExerciseResult("3.1", "Secret part", 5.0, "hidden", [
+        check("3.1", "hidden check", 1.0, True, "hidden message")]))
+    files = write(report, tmp_path)
+    data = json.loads(files["results.json"])
+    validate_results(data)
+    hidden = data["tests"][2]
+    assert hidden["visibility"] == "hidden" and hidden["score"] == 5.0
+    assert data["score"] == 11.0
+    # The visible summary must not reveal the hidden exercise's points.
+    assert data["output"].splitlines()[0].startswith("Score 6 / 10 on the exercises shown now")
+    for name in ("feedback.md", "feedback.html"):
+        assert "Secret part" not in files[name]
+        assert "hidden message" not in files[name]
+        assert "Krylov methods: 6 / 10" in files[name]
+        assert "1 more exercise is graded but not shown here." in files[name]
+    assert "Secret part" in files["report.json"]
+
+
+def test_invalid_visibility_is_refused(tmp_path):
+    report = graded_report()
+    report.exercises[0].visibility = "public"
+    with pytest.raises(ValueError, match="visibility"):
+        write_outputs(report, tmp_path / "out")
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_figures_written_linked_and_embedded(tmp_path):
+    report = graded_report()
+    first, second = png_bytes("Convergence"), png_bytes("Spectrum")
+    report.figures = [
+        Figure(7, first, [{"title": "Convergence", "xscale": "linear", "yscale": "log",
+                           "lines": [{"label": "residual", "x": [0, 1, 2],
+                                      "y": [1.0, 0.5, float("nan")]}]}]),
+        Figure(7, second, [{"title": "Spectrum"}, {"title": ""}]),
+        Figure(12, first, []),
+    ]
+    out = tmp_path / "out"
+    files = write(report, out)
+    names = ["figures/cell07_1.png", "figures/cell07_2.png", "figures/cell12_1.png"]
+    for name in names:
+        assert (out / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert (out / names[1]).read_bytes() == second
+    links = re.findall(r"!\[([^\]]*)\]\(([^)]+)\)", files["feedback.md"])
+    assert [target for _, target in links] == names
+    assert all((out / target).is_file() for _, target in links)
+    assert links[0][0] == "Cell 7: Convergence"
+    assert links[1][0] == "Cell 7: Spectrum"
+    assert links[2][0] == "Cell 12"
+    page = files["feedback.html"]
+    assert "data:image/png;base64," + base64.b64encode(first).decode() in page
+    assert "data:image/png;base64," + base64.b64encode(second).decode() in page
+    assert 'src="figures/' not in page  # self-contained
+    staff = json.loads(files["report.json"])
+    assert [f["file"] for f in staff["figures"]] == names
+    assert staff["figures"][0]["axes"][0]["lines"][0]["y"] == [1.0, 0.5, None]
+    assert "base64" not in files["report.json"]
+
+
+def test_hostile_text_is_escaped(tmp_path):
+    report = graded_report()
+    report.assignment = f"Krylov {HOSTILE}"
+    report.exercises[1].name = f"Lanczos {HOSTILE}"
+    report.exercises[1].checks[1].message = f"got {HOSTILE} | ![x](http://evil/)"
+    report.cells = [CellRun(4, "error", error=f"NameError: {HOSTILE}", stdout=HOSTILE)]
+    report.warnings = [f"printed {HOSTILE}"]
+    report.figures = [Figure(2, png_bytes("t"), [{"title": f'"><img src=x onerror=alert(1)>'
+                                                           f"{HOSTILE}"}])]
+    files = write(report, tmp_path)
+    page = files["feedback.html"]
+    assert "<script" not in page.lower()
+    assert "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "Content-Security-Policy" in page
+    md = files["feedback.md"]
+    assert "<script" not in md.lower()
+    assert "&lt;script&gt;" in md
+    assert "![x](http://evil/)" not in md
+    # Table rows keep their three cells despite the "|" in student text.
+    row = next(line for line in md.splitlines() if line.startswith("| 2.1 "))
+    assert len(re.findall(r"(?<!\\)\|", row)) == 4
+    # Gradescope shows these strings as plain text, and the JSON keeps them intact.
+    data = json.loads(files["results.json"])
+    validate_results(data)
+    assert data["output_format"] == "text" and data["test_output_format"] == "text"
+    assert all(t["output_format"] == "text" and t["name_format"] == "text"
+               for t in data["tests"])
+    assert json.loads(files["report.json"])["cells"][0]["stdout"] == HOSTILE
+
+
+def test_writes_atomically_and_replaces_old_files(tmp_path, monkeypatch):
+    out = tmp_path / "new" / "dir"
+    (out.parent).mkdir()
+    write_outputs(graded_report(), out)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "feedback.html", "feedback.md", "report.json", "results.json"]
+    report = graded_report()
+    report.exercises[1].checks[1].passed = True
+    replaced = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        assert Path(src).parent == out and Path(src).name.startswith(".")
+        replaced.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    write_outputs(report, out)
+    assert replaced[0] == "results.json"
+    assert set(replaced) == {"results.json", "report.json", "feedback.md", "feedback.html"}
+    assert json.loads((out / "results.json").read_text())["score"] == 10.0
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_failed_write_leaves_previous_results(tmp_path, monkeypatch):
+    write_outputs(graded_report(), tmp_path)
+    before = (tmp_path / "results.json").read_text()
+
+    def broken(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    report = graded_report()
+    report.exercises[1].checks[1].passed = True
+    with pytest.raises(OSError):
+        write_outputs(report, tmp_path)
+    assert (tmp_path / "results.json").read_text() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
