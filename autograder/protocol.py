@@ -104,7 +104,7 @@ def _encode_sequential(model: nn.Sequential) -> dict:
                            "bias": layer.bias is not None})
         else:
             layers.append({"type": name})
-    state = {k: _encode_tensor(v) for k, v in model.state_dict().items()}
+    state = {k: _encode_tensor(v)["__tensor__"] for k, v in model.state_dict().items()}
     return {"__sequential__": {"layers": layers, "state": state}}
 
 
