@@ -1,0 +1,42 @@
+"""Hidden checks of the engine demo assignment."""
+
+import pytest
+import torch
+
+
+@pytest.mark.check(exercise="A", weight=2)
+def test_square_of_a_tensor(student):
+    """square works on tensors"""
+    out = student.call("square", torch.tensor([1.0, -3.0]))
+    assert isinstance(out, torch.Tensor) and torch.equal(out, torch.tensor([1.0, 9.0])), \
+        "square(x) should return x * x elementwise"
+
+
+@pytest.mark.check(exercise="A", weight=1)
+def test_square_of_a_number(student):
+    """square works on numbers"""
+    assert student.call("square", 7) == 49, "square(7) should be 49"
+
+
+@pytest.mark.check(exercise="B")
+def test_answer(student):
+    """answer is 42"""
+    assert student.get("answer") == 42, "answer is not the answer"
+
+
+@pytest.mark.check(exercise="C", weight=1)
+def test_apply_twice_result(student):
+    """apply_twice applies the operator twice"""
+    A = torch.tensor([[2.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
+    op = student.operator(lambda v: A @ v, dim=2, dtype=torch.float64, budget=5)
+    out = student.call("apply_twice", op, torch.tensor([1.0, 1.0]))
+    assert torch.allclose(out.double(), torch.tensor([4.0, 9.0], dtype=torch.float64)), \
+        "apply_twice(op, v) should return op(op(v))"
+
+
+@pytest.mark.check(exercise="C", weight=1)
+def test_apply_twice_uses_two_calls(student):
+    """apply_twice calls the operator exactly twice"""
+    op = student.operator(lambda v: v, dim=2, budget=10)
+    student.call("apply_twice", op, torch.tensor([1.0, 1.0]))
+    assert op.calls == 2, "apply_twice should call the operator exactly twice"

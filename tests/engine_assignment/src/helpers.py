@@ -1,0 +1,5 @@
+"""Student-facing helper the demo notebook imports through `..`."""
+
+
+def double(x):
+    return 2 * x
