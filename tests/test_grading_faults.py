@@ -98,7 +98,7 @@ def test_a_broken_top_level_cell_does_not_stop_the_cells_after_it(assignment, tm
     nb.cells.insert(2, nbformat.v4.new_code_cell(cell))
     report = run(nb, assignment, tmp_path)
     assert scores(report) == FULL
-    broken = [c for c in report.cells if c.index == 2][0]
+    broken = next(c for c in report.cells if c.index == 2)
     assert broken.status in ("error", "timeout") or len(broken.stdout) < 100_000
 
 
