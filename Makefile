@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo release lint
+.PHONY: setup test demo release lint bench
 
 setup: $(STAMP)
 
@@ -24,12 +24,15 @@ test: lint
 release: setup
 	$(PY) -m autograder release assignments/krylov_hessian --out build/release
 
-# Until the grader exists: execute the master notebook, one torch thread, headless.
+# Grade the bundled sample submissions and print each one's per-exercise table.
 demo: setup
-	@mkdir -p build/demo
-	@echo "executing the master notebook (about 15 s)..."
-	@start=$$(date +%s); \
-	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m jupyter nbconvert --to notebook --execute \
-		assignments/krylov_hessian/master/01_krylov.ipynb \
-		--output-dir build/demo --output 01_krylov.executed.ipynb --log-level WARN && \
-	echo "executed copy: build/demo/01_krylov.executed.ipynb ($$(( $$(date +%s) - start )) s)"
+	@$(PY) -m tests.corpus.samples build/demo/submissions
+	@for name in solution typical_student unfilled; do \
+		echo; echo "== $$name.ipynb"; \
+		OMP_NUM_THREADS=1 $(PY) -m autograder grade build/demo/submissions/$$name.ipynb \
+			--out build/demo/$$name || exit 1; \
+	done
+	@echo; echo "feedback: build/demo/<name>/feedback.html"
+
+bench: setup
+	$(PY) benchmarks/grading.py
