@@ -12,7 +12,6 @@ from pathlib import Path
 from .assignment import Assignment, AssignmentError
 from .grader import grade
 from .outcome import GradeReport
-from .release import build_release
 
 DEFAULT_ASSIGNMENTS = Path(__file__).resolve().parent.parent / "assignments"
 
@@ -49,6 +48,8 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
+    from .release import build_release  # nbgrader is slow to import; only this needs it
+
     folder = build_release(Assignment.load(args.assignment), args.out)
     print(f"release written to {folder}")
     return 0

@@ -4,11 +4,10 @@ Points live in one place, the master notebook's nbgrader grade cells; the
 config names each exercise's grade cell, its title and its visibility.
 """
 
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-
-import nbformat
 
 from .outcome import VISIBILITIES
 
@@ -92,8 +91,8 @@ class Assignment:
 def _exercises(entries: list[dict], master: Path, config_path: Path) -> tuple[Exercise, ...]:
     """Exercises in config order, with points read from the master's grade cells."""
     points = {}
-    for cell in nbformat.read(master, as_version=4).cells:
-        meta = cell.metadata.get("nbgrader", {})
+    for cell in json.loads(master.read_text(encoding="utf-8")).get("cells", []):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
         if meta.get("grade"):
             points[meta["grade_id"]] = float(meta["points"])
     exercises = []

@@ -5,21 +5,15 @@ hidden tests, the reference code, the expected values and the output
 files. The submission's code only ever runs in the runner.
 """
 
-import contextlib
 import hashlib
-import io
 import time
 from pathlib import Path
 
-import pytest
-
 from .assignment import Assignment
 from .outcome import ExerciseResult, GradeReport
-from .plugin import GradingPlugin
 from .report import write_outputs
-from .sandbox import Limits, Workspace
-from .session import ExecutionPolicy, NotebookSession
-from .submission import SubmissionError, load
+from .sandbox import ExecutionPolicy, Limits, RunnerProcess, Workspace
+from .submission import Submission, SubmissionError, load
 
 ENGINE = Path(__file__).resolve().parent
 
@@ -47,20 +41,6 @@ def policy_for(assignment: Assignment) -> ExecutionPolicy:
                            limits=Limits(cpu_seconds=cpu, memory_mb=budgets.memory_mb))
 
 
-def run_hidden_suite(assignment: Assignment, session: NotebookSession) -> GradingPlugin:
-    """Run the assignment's hidden pytest suite against the executed notebook."""
-    plugin = GradingPlugin(session)
-    args = [str(assignment.hidden), "-q", "--assert=plain", "-p", "no:cacheprovider",
-            "--import-mode=importlib", "--rootdir", str(assignment.hidden),
-            "-c", str(assignment.hidden / "pytest.ini"), "-W", "ignore::DeprecationWarning"]
-    log = io.StringIO()
-    with contextlib.redirect_stdout(log):
-        exit_code = pytest.main(args, plugins=[plugin])
-    if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        plugin.problems.append(f"hidden suite exited with {exit_code!r}: {log.getvalue()[-2000:]}")
-    return plugin
-
-
 def grade(submission_path: str | Path, assignment: Assignment,
           out_dir: str | Path | None = None) -> GradeReport:
     """Grade one notebook file; write the outputs into out_dir if given.
@@ -86,17 +66,24 @@ def grade(submission_path: str | Path, assignment: Assignment,
     return report
 
 
-def _grade_submission(submission, assignment: Assignment, report: GradeReport) -> None:
+def _grade_submission(submission: Submission, assignment: Assignment,
+                      report: GradeReport) -> None:
     workspace = Workspace(assignment.root, assignment.release_include,
                           assignment.release_notebook_dir)
-    session = NotebookSession(submission, workspace, policy_for(assignment))
+    policy = policy_for(assignment)
+    runner = RunnerProcess(workspace, policy.limits)
+    # Imported only now: torch and pytest load here while the runner loads its own.
+    from .plugin import run_suite
+    from .session import NotebookSession
+
+    session = NotebookSession(submission, workspace, policy, runner)
     try:
         session.execute()
         report.sandbox_layers = list(session.runner.layers) if session.runner else []
         report.cells = [session.cells[i] for i in sorted(session.cells)]
         report.figures = list(session.figures)
         report.warnings.extend(session.warnings)
-        plugin = run_hidden_suite(assignment, session)
+        plugin = run_suite(assignment.hidden, session)
     finally:
         session.close()
         workspace.remove()

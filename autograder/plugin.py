@@ -9,9 +9,12 @@ raising AssertionError with a sentence for the student; pytest runs with
 plain asserts, so no introspected (hidden) values reach the message.
 """
 
+import contextlib
+import io
 import random
 import time
 import traceback
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +98,17 @@ def _explain(excinfo: pytest.ExceptionInfo) -> tuple[str, str]:
         return (str(error) or "This check failed."), ""
     detail = "".join(traceback.format_exception(error))[-4000:]
     return INTERNAL_ERROR, detail
+
+
+def run_suite(hidden: Path, session: NotebookSession) -> GradingPlugin:
+    """Run a hidden pytest suite against an executed notebook, quietly."""
+    plugin = GradingPlugin(session)
+    args = [str(hidden), "-q", "--assert=plain", "-p", "no:cacheprovider",
+            "--import-mode=importlib", "--rootdir", str(hidden), "-c", str(hidden / "pytest.ini"),
+            "-W", "ignore::DeprecationWarning"]
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        exit_code = pytest.main(args, plugins=[plugin])
+    if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        plugin.problems.append(f"hidden suite exited with {exit_code!r}: {log.getvalue()[-2000:]}")
+    return plugin

@@ -32,6 +32,16 @@ class Limits:
     processes: int = 256
 
 
+@dataclass(frozen=True)
+class ExecutionPolicy:
+    """Time budgets of a notebook run, and the runner's resource limits."""
+
+    cell_timeout_s: float = 120.0
+    total_timeout_s: float = 900.0
+    call_timeout_s: float = 60.0
+    limits: Limits = Limits()
+
+
 def _apply_limits(limits: Limits) -> None:
     """Runs in the child between fork and exec."""
     mb = 2**20

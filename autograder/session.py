@@ -20,7 +20,7 @@ import torch
 
 from . import protocol
 from .outcome import CellRun, Figure
-from .sandbox import Limits, RunnerProcess, Workspace
+from .sandbox import ExecutionPolicy, RunnerProcess, Workspace
 from .submission import Submission
 
 MAX_RESTARTS = 5
@@ -191,24 +191,19 @@ class StudentProxy:
         self._sock.close()
 
 
-@dataclass
-class ExecutionPolicy:
-    cell_timeout_s: float = 120.0
-    total_timeout_s: float = 900.0
-    call_timeout_s: float = 60.0
-    limits: Limits = field(default_factory=Limits)
-
-
 class NotebookSession:
     """One executed submission, kept alive while its checks run."""
 
-    def __init__(self, submission: Submission, workspace: Workspace, policy: ExecutionPolicy):
+    def __init__(self, submission: Submission, workspace: Workspace, policy: ExecutionPolicy,
+                 runner: RunnerProcess | None = None):
+        """`runner` may be one started early, so that its imports overlap ours."""
         self.submission = submission
         self.workspace = workspace
         self.policy = policy
         self.cells: dict[int, CellRun] = {}
         self.figures: list[Figure] = []
-        self.runner: RunnerProcess | None = None
+        self.runner = runner
+        self._runner_is_fresh = runner is not None
         self.warnings: list[str] = []
 
     def execute(self) -> None:
@@ -230,9 +225,11 @@ class NotebookSession:
 
     def _run_once(self, skipped: set[int], deadline: float) -> int | None:
         """One pass over the cells; returns the cell index to skip next time, if any."""
-        if self.runner is not None:
-            self.runner.stop()
-        self.runner = RunnerProcess(self.workspace, self.policy.limits)
+        if not self._runner_is_fresh:
+            if self.runner is not None:
+                self.runner.stop()
+            self.runner = RunnerProcess(self.workspace, self.policy.limits)
+        self._runner_is_fresh = False
         self.figures = [f for f in self.figures if f.cell in skipped]
         cells = [c for c in self.submission.cells if c.index not in skipped]
         protocol.send(self.runner.sock, {"op": "execute", "cells": [
