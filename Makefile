@@ -19,7 +19,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 release: setup
 	$(PY) -m autograder release assignments/krylov_hessian --out build/release
