@@ -576,8 +576,9 @@ def test_ritz_init_top5_match_the_hessian(student):
 
 
 @pytest.mark.check(exercise="6.1", weight=1)
-def test_model_mnist_was_trained(student):
-    """model_mnist has been trained (parameters moved, loss lower than at init)"""
+def test_ritz_trained_comes_from_the_trained_model(student):
+    """ritz_trained is computed after training (model_mnist trained, spectrum not the init one)"""
+    got = _top_of(student.get("ritz_trained"), "ritz_trained", 10)
     model = student.get("model_mnist")
     tiny_models, _ = _student_modules()
     init = tiny_models.tiny_mlp(seed=0)
@@ -593,6 +594,10 @@ def test_model_mnist_was_trained(student):
     assert moved > 1e-3 and trained_loss < 0.9 * init_loss, \
         "model_mnist still looks untrained: run the 200 SGD steps of Exercise 6.1 on it " \
         "before computing ritz_trained"
+    # The init spectrum's top-10 sit ~50% away from the trained one's (see below).
+    init_top = _hessian_top(init, 10)
+    assert not ((got - init_top).abs() <= 2e-2 * init_top).all(), \
+        "ritz_trained matches the Hessian at initialization: compute it after the SGD steps"
 
 
 @pytest.mark.check(exercise="6.1", weight=3)
