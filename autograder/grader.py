@@ -6,7 +6,10 @@ files. The submission's code only ever runs in the runner.
 """
 
 import hashlib
+import importlib.util
+import threading
 import time
+import traceback
 from pathlib import Path
 
 from .assignment import Assignment
@@ -39,6 +42,28 @@ def policy_for(assignment: Assignment) -> ExecutionPolicy:
                            total_timeout_s=budgets.total_timeout_s,
                            call_timeout_s=budgets.call_timeout_s,
                            limits=Limits(cpu_seconds=cpu, memory_mb=budgets.memory_mb))
+
+
+def _warm_up(assignment: Assignment, report: GradeReport) -> None:
+    """Run the hidden suite's optional `warmup.py` while the notebook executes.
+
+    The grader is idle until execution ends, so first-use costs of the
+    libraries the checks need (imports, lazy initialization) are paid in
+    parallel instead of inside the first check.
+    """
+    import torch
+
+    torch.set_num_threads(1)  # the runner has the other core; no oversubscription
+    path = assignment.hidden / "warmup.py" if assignment.hidden else None
+    if path is None or not path.is_file():
+        return
+    try:
+        spec = importlib.util.spec_from_file_location("_hidden_warmup", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.warm_up()
+    except Exception:  # noqa: BLE001 - a broken warm-up only costs time
+        report.staff_notes.append("warmup.py failed: " + traceback.format_exc()[-1500:])
 
 
 def grade(submission_path: str | Path, assignment: Assignment,
@@ -77,8 +102,11 @@ def _grade_submission(submission: Submission, assignment: Assignment,
     from .session import NotebookSession
 
     session = NotebookSession(submission, workspace, policy, runner)
+    warm_up = threading.Thread(target=_warm_up, args=(assignment, report), daemon=True)
+    warm_up.start()
     try:
         session.execute()
+        warm_up.join()
         report.sandbox_layers = list(session.runner.layers) if session.runner else []
         report.cells = [session.cells[i] for i in sorted(session.cells)]
         report.figures = list(session.figures)

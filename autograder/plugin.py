@@ -103,7 +103,7 @@ def _explain(excinfo: pytest.ExceptionInfo) -> tuple[str, str]:
 def run_suite(hidden: Path, session: NotebookSession) -> GradingPlugin:
     """Run a hidden pytest suite against an executed notebook, quietly."""
     plugin = GradingPlugin(session)
-    args = [str(hidden), "-q", "--assert=plain", "-p", "no:cacheprovider",
+    args = [str(hidden), "-q", "--assert=plain", "--tb=no", "-p", "no:cacheprovider",
             "--import-mode=importlib", "--rootdir", str(hidden), "-c", str(hidden / "pytest.ini"),
             "-W", "ignore::DeprecationWarning"]
     log = io.StringIO()
