@@ -33,3 +33,29 @@ register("master_solution", "correct", build.master)
 register("noisy_solution", "correct", noisy_solution)
 register("unfilled_release", "unfilled", build.unfilled, loses=ALL_EXERCISES, max_total=0)
 register("fabricated_outputs", "cheat", fabricated_outputs, loses=ALL_EXERCISES, max_total=0)
+
+
+def section0(op_norm: str = "torch.linalg.matrix_norm(A, ord=2).item()",
+             solve: str = "torch.linalg.solve(A, b)",
+             eps32: str = "find_eps(torch.float32)") -> nbformat.NotebookNode:
+    """The master with the answers of Section 0 written another way."""
+    nb = build.master()
+    for cell in nb.cells:
+        cell.source = (cell.source
+                       .replace("op_norm = torch.linalg.matrix_norm(A, ord=2).item()",
+                                f"op_norm = {op_norm}")
+                       .replace("    x_hat = torch.linalg.solve(A, b)", f"    x_hat = {solve}")
+                       .replace("eps32 = find_eps(torch.float32)", f"eps32 = {eps32}"))
+    return nb
+
+
+register("section0_correct_svd_and_fp64_solve", "correct", lambda: section0(
+    op_norm="torch.linalg.svdvals(A)[0]",
+    solve="torch.linalg.solve(A.double(), b.double()).float()",
+    eps32="torch.finfo(torch.float32).eps"))
+register("section0_bug_op_norm_is_max_abs_eigenvalue", "bug", lambda: section0(
+    op_norm="torch.linalg.eigvals(A).abs().max().item()"), loses={"0.1"})
+register("section0_bug_solve_with_inverse", "bug", lambda: section0(
+    solve="torch.linalg.inv(A) @ b"), loses={"0.2"})
+register("section0_bug_eps_is_the_halfway_point", "bug", lambda: section0(eps32="2.0 ** -24"),
+         loses={"0.3"})
