@@ -34,8 +34,10 @@ def print_table(report: GradeReport) -> None:
         failed = [c for c in e.checks if not c.passed]
         mark = "✓" if e.checks and not failed else "✗"
         print(f"{mark} {e.id:>4}  {e.name:<{width}}  {e.score:5.1f} / {e.max_score:g}")
-        for check in failed:
+        for check in failed[:3]:
             print(f"{'':9}- {check.name}: {check.message}")
+        if len(failed) > 3:
+            print(f"{'':9}  ... and {len(failed) - 3} more failed checks (see feedback.md)")
     print(f"{'':7}{'total':<{width}}  {report.score:5.1f} / {report.max_score:g}"
           f"   ({report.execution_time:.1f} s)")
 

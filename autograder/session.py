@@ -166,8 +166,11 @@ class StudentProxy:
                     f"{what} returned a {str(message.get('type'))[:60]} object, which cannot "
                     "be graded; return tensors, numbers, or lists/tuples/dicts of these")
             if op == "raised":
-                raise StudentError(f"{what} raised {str(message.get('type'))[:60]}: "
-                                   f"{str(message.get('message'))[:300]}")
+                kind, text = str(message.get("type"))[:60], str(message.get("message"))[:300]
+                if kind == "NotImplementedError":
+                    raise StudentError(f"{name} is not implemented yet (it raises "
+                                       "NotImplementedError)")
+                raise StudentError(f"{what} raised {kind}: {text}")
             self.close()
             raise UnsupportedReturn(f"{what} sent back a malformed message")
 
