@@ -22,6 +22,7 @@ import time
 import traceback
 
 from . import protocol
+from .confine import confine
 
 OUTPUT_LIMIT = 20_000  # characters of stdout kept per cell
 MAX_FIGURE_POINTS = 5_000  # per line, for plot checks
@@ -296,6 +297,8 @@ def main() -> None:
     torch.set_num_threads(1)
     collector = FigureCollector()
     shell = make_shell(collector)
+    layers, refused = confine(os.environ["HOME"])  # the scratch root; before any student code
+    protocol.send(sock, {"op": "confined", "layers": layers, "refused": refused})
     request = protocol.receive(sock)
     for cell in request["cells"]:
         protocol.send(sock, {"op": "cell_start", "index": cell["index"]})

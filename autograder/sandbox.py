@@ -69,6 +69,7 @@ class Workspace:
         self.cwd = self.root / notebook_dir
         self.cwd.mkdir(parents=True, exist_ok=True)
         self.log = self.root / ".runner.log"
+        (self.root / "tmp").mkdir()
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -87,6 +88,7 @@ class RunnerProcess:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workspace.root),
                "IPYTHONDIR": str(workspace.root / ".ipython"),
                "MPLCONFIGDIR": str(workspace.root / ".matplotlib"),
+               "TMPDIR": str(workspace.root / "tmp"),
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
                "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
         with open(workspace.log, "wb") as log:

@@ -267,7 +267,13 @@ class NotebookSession:
                                                   "the cell ended the Python process")
                 return current
             op = message.get("op")
-            if op == "cell_start":
+            if op == "confined":
+                self.runner.layers.extend(str(x)[:200] for x in message.get("layers", [])[:10])
+                for refused in message.get("refused", [])[:10]:
+                    warning = f"sandbox layer not active: {str(refused)[:200]}"
+                    if warning not in self.warnings:
+                        self.warnings.append(warning)
+            elif op == "cell_start":
                 current = message.get("index")
                 cell_deadline = time.monotonic() + self.policy.cell_timeout_s
                 interrupted_at = None

@@ -1,0 +1,134 @@
+"""Attacks from inside a submission that the sandbox must contain.
+
+Each attack runs for real, in a notebook cell of the engine demo
+assignment, and is bounded (loopback only, files under tmp_path) so that a
+containment failure cannot harm the machine. The honest exercises of the
+same notebook must still get full marks, and the attack must gain nothing.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.assignment import Assignment
+from autograder.grader import grade
+from tests.corpus.build import write
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = ROOT / "tests" / "engine_assignment"
+FULL = {"A": 3.0, "B": 1.0, "C": 2.0}
+
+
+@pytest.fixture(scope="module")
+def assignment():
+    return Assignment.load(ENGINE)
+
+
+def attacked(code: str) -> nbformat.NotebookNode:
+    nb = nbformat.read(ENGINE / "master" / "demo.ipynb", as_version=4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def run(code, assignment, tmp_path):
+    report = grade(write(attacked(code), tmp_path / "attack.ipynb"), assignment, tmp_path / "out")
+    assert {e.id: e.score for e in report.exercises} == FULL
+    return report, next(c for c in report.cells if c.index == 2)
+
+
+def active(report) -> str:
+    return " ".join(report.sandbox_layers)
+
+
+@pytest.mark.parametrize("target", [
+    ROOT / "reference" / "krylov_hessian.py",
+    ROOT / "assignments" / "krylov_hessian" / "hidden" / "test_section0.py",
+    ROOT / "assignments" / "krylov_hessian" / "assignment.toml",
+    ENGINE / "hidden" / "test_demo.py",
+])
+def test_hidden_material_cannot_be_read(assignment, tmp_path, target):
+    secret = target.read_text()[:40]
+    report, cell = run(f"print(open({str(target)!r}).read())", assignment, tmp_path)
+    if "landlock filesystem" not in active(report):
+        pytest.skip("Landlock is not available on this kernel")
+    assert "PermissionError" in cell.error
+    outputs = "".join(p.read_text(errors="ignore") for p in (tmp_path / "out").glob("*.*"))
+    assert secret not in outputs
+
+
+def test_reference_cannot_be_imported(assignment, tmp_path):
+    report, cell = run("import reference.krylov_hessian as r\nprint(r.__file__)",
+                       assignment, tmp_path)
+    if "landlock filesystem" not in active(report):
+        pytest.skip("Landlock is not available on this kernel")
+    assert cell.status == "error"
+
+
+def test_files_outside_scratch_cannot_be_written(assignment, tmp_path):
+    targets = [tmp_path / "out" / "results.json", tmp_path / "planted.txt",
+               ROOT / "conftest_planted_by_attack.py", Path(sys.prefix) / "planted.pth"]
+    code = "hits = []\n" + "".join(
+        f"try:\n    open({str(t)!r}, 'w').write('{{\"score\": 100}}')\n    hits.append(1)\n"
+        f"except OSError:\n    pass\n" for t in targets) + "print('written', len(hits))"
+    report, cell = run(code, assignment, tmp_path)
+    if "landlock filesystem" not in active(report):
+        pytest.skip("Landlock is not available on this kernel")
+    assert "written 0" in cell.stdout
+    for target in targets[1:]:
+        assert not target.exists()
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["score"] == 6.0
+
+
+def test_no_tcp_connection_leaves_the_sandbox(assignment, tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    accepted = []
+
+    def accept():
+        try:
+            accepted.append(server.accept())
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    code = (f"import socket\ns = socket.socket()\ns.settimeout(2)\n"
+            f"s.connect(('127.0.0.1', {port}))\ns.sendall(b'leak')")
+    report, cell = run(code, assignment, tmp_path)
+    thread.join()
+    server.close()
+    if "landlock network" not in active(report):
+        pytest.skip("Landlock network rules are not available on this kernel")
+    assert not accepted and cell.status == "error"
+
+
+def test_killing_the_grader_fails(tmp_path):
+    nb = attacked("import os, signal\nfor pid in (os.getppid(), 1):\n"
+                  "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError as e:\n"
+                  "        print('refused', pid, e.errno)")
+    path = write(nb, tmp_path / "attack.ipynb")
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(path),
+                             "--assignment", str(ENGINE), "--out", str(tmp_path / "out")],
+                            check=False, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["score"] == 6.0
+
+
+def test_a_daemon_cannot_rewrite_results_later(assignment, tmp_path):
+    results = tmp_path / "out" / "results.json"
+    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(2)\n"
+            f"    try:\n        open({str(results)!r}, 'w').write('{{\"score\": 100}}')\n"
+            "    finally:\n        os._exit(0)")
+    run(code, assignment, tmp_path)
+    time.sleep(3)
+    assert json.loads(results.read_text())["score"] == 6.0
