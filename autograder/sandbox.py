@@ -8,6 +8,7 @@ laid out like the student release. Which layers were active is reported
 with every result; none is silently assumed.
 """
 
+import ctypes
 import os
 import resource
 import shutil
@@ -19,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class Workspace:
 class RunnerProcess:
     """The runner: its process tree, and the grader's end of its socket."""
 
+    live: ClassVar[set[int]] = set()  # runner pids of this grader process, never taken for orphans
+
     LAYERS = ("separate process session",
               "resource limits (cpu, memory, file size, open files, processes)",
               "scrubbed environment", "private scratch directory")
@@ -101,17 +105,34 @@ class RunnerProcess:
         theirs.close()
         self.sock = ours
         self.pid = self.process.pid
+        RunnerProcess.live.add(self.pid)
+        self.start_ticks = _process_table().get(self.pid, (0, 0, 0))[2]
         self.layers = list(self.LAYERS)
+        if _become_subreaper():
+            self.layers.append("orphaned processes adopted and killed (child subreaper)")
 
     def owns(self, pid: int) -> bool:
-        """Whether pid is a process of the runner's session (never signal others)."""
-        try:
-            return pid > 0 and os.getsid(pid) == self.pid
-        except OSError:
-            return False
+        """Whether pid is a process of this runner (never signal anything else)."""
+        return pid in self._members(_process_table())
+
+    def _members(self, table: dict[int, tuple[int, int, int]]) -> set[int]:
+        """The runner's session, its descendants, and orphans of it that the
+        grader adopted as child subreaper (daemons that called setsid)."""
+        members = {pid for pid, (_, sid, _) in table.items() if sid == self.pid}
+        members.add(self.pid)
+        me = os.getpid()
+        for pid, (ppid, _, start) in table.items():
+            if ppid == me and start >= self.start_ticks and pid not in RunnerProcess.live:
+                members.add(pid)
+        grew = True
+        while grew:
+            more = {pid for pid, (ppid, _, _) in table.items() if ppid in members} - members
+            members |= more
+            grew = bool(more)
+        return {pid for pid in members if pid in table}
 
     def kill_child(self, pid: int) -> None:
-        if self.owns(pid):
+        if pid != self.pid and self.owns(pid):
             os.kill(pid, signal.SIGKILL)
 
     def interrupt(self) -> None:
@@ -120,25 +141,46 @@ class RunnerProcess:
             os.kill(self.pid, signal.SIGINT)
 
     def stop(self) -> None:
-        """Kill every process of the runner's session, including strays that
-        left the process group, and wait for the runner itself."""
+        """Kill every process of the runner, wherever it moved, and reap them."""
         self.sock.close()
-        for _ in range(3):
-            self._kill_session()
-            time.sleep(0.01)
+        for _ in range(10):
+            victims = self._members(_process_table())
+            if not victims:
+                break
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.02)
+            for pid in victims - {self.pid}:
+                try:
+                    os.waitpid(pid, os.WNOHANG)  # adopted orphans are our children now
+                except ChildProcessError:
+                    pass
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        RunnerProcess.live.discard(self.pid)
 
-    def _kill_session(self) -> None:
+
+def _process_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (parent pid, session id, start time in clock ticks), from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and self.owns(int(entry.name)):
-                try:
-                    os.kill(int(entry.name), signal.SIGKILL)
-                except OSError:
-                    pass
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), int(fields[3]), int(fields[19]))
+    return table
+
+
+def _become_subreaper() -> bool:
+    """Orphaned descendants get reparented to us instead of init, so we can find them."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
