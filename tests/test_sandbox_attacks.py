@@ -132,3 +132,21 @@ def test_a_daemon_cannot_rewrite_results_later(assignment, tmp_path):
     run(code, assignment, tmp_path)
     time.sleep(3)
     assert json.loads(results.read_text())["score"] == 6.0
+
+
+def test_no_udp_datagram_leaves_the_sandbox(assignment, tmp_path):
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    code = (f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"s.sendto(b'leak', ('127.0.0.1', {port}))")
+    report, cell = run(code, assignment, tmp_path)
+    try:
+        received = server.recv(100)
+    except OSError:
+        received = b""
+    server.close()
+    if "network namespace" not in active(report):
+        pytest.skip("no private network namespace here (not root, or in a container)")
+    assert received == b"" and cell.status == "error"
