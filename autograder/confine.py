@@ -14,12 +14,17 @@ layer that the kernel refuses is reported, never silently assumed.
 
 import ctypes
 import os
+import resource
 import sys
 from pathlib import Path
 
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWNET = 0x40000000
+_PR_CAPBSET_DROP = 24
+_SYS_CAPSET = 126
+_CAPABILITY_VERSION_3 = 0x20080522
+PROCESS_BUDGET = 256
 _RULE_PATH_BENEATH = 1
 _CREATE_RULESET_VERSION = 1
 
@@ -115,10 +120,62 @@ def private_network() -> list[str]:
     return ["private network namespace (no interfaces)"]
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _user_tasks(uid: int) -> int:
+    """Tasks (threads included, as RLIMIT_NPROC counts them) whose real uid is uid."""
+    count = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
+                          if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                count += int(fields["Threads"])
+        except (OSError, KeyError, ValueError):
+            continue
+    return count
+
+
+def limit_processes(process_budget: int) -> list[str]:
+    """Allow `process_budget` more tasks than this uid runs now: RLIMIT_NPROC
+    counts every task of the uid, the grader's and the user's other ones too."""
+    limit = _user_tasks(os.getuid()) + process_budget
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+    except ValueError as exc:  # above a hard limit set by someone else
+        raise OSError(str(exc)) from exc
+    return [f"at most {process_budget} more processes"]
+
+
+def drop_capabilities() -> list[str]:
+    """Give up every capability, so that a runner started as root is bound by
+    RLIMIT_NPROC (root is exempt while it holds CAP_SYS_RESOURCE/CAP_SYS_ADMIN),
+    cannot override file permissions and cannot regain anything by exec."""
+    if os.getuid() != 0:
+        return []
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in range(64):
+        libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+    header = _CapHeader(_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if libc.syscall(_SYS_CAPSET, ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset refused")
+    return ["all capabilities dropped"]
+
+
 def confine(scratch: str) -> tuple[list[str], list[str]]:
     """Apply every layer the kernel allows: (layers applied, layers refused with why)."""
     applied, refused = [], []
     for name, layer in (("network namespace", private_network),
+                        ("process limit", lambda: limit_processes(PROCESS_BUDGET)),
+                        ("capability drop", drop_capabilities),
                         ("landlock", lambda: landlock([scratch], read_only_paths()))):
         try:
             applied.extend(layer())

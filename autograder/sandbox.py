@@ -2,7 +2,8 @@
 
 Layers applied here: a new session and process group (so the whole tree
 can be killed at once), resource limits (CPU time, address space, file
-size, open files, processes, no core dumps), a scrubbed environment, stdout
+size, open files, no core dumps; the process count is limited by the
+runner itself, see `confine`), a scrubbed environment, stdout
 discarded and stderr to a size-capped log, and a private scratch directory
 laid out like the student release. Which layers were active is reported
 with every result; none is silently assumed.
@@ -31,7 +32,7 @@ class Limits:
     memory_mb: int = 6144  # address space: torch alone maps ~2 GB of it
     file_mb: int = 64
     open_files: int = 256
-    processes: int = 256
+    processes: int = 256  # enforced by a pids cgroup where one can be made
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,6 @@ def _apply_limits(limits: Limits) -> None:
                          (resource.RLIMIT_AS, limits.memory_mb * mb),
                          (resource.RLIMIT_FSIZE, limits.file_mb * mb),
                          (resource.RLIMIT_NOFILE, limits.open_files),
-                         (resource.RLIMIT_NPROC, limits.processes),
                          (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(which, (value, value))
 
@@ -77,13 +77,46 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+class PidsCgroup:
+    """A cgroup (v1 pids controller) holding the runner's whole process tree.
+
+    It caps the number of processes, which RLIMIT_NPROC cannot do for root,
+    and lists every member however it detached itself, for a complete kill.
+    Needs a writable pids hierarchy: root outside a container.
+    """
+
+    ROOT = Path("/sys/fs/cgroup/pids")
+
+    def __init__(self, name: str, max_processes: int):
+        self.path = self.ROOT / name
+        self.path.mkdir()
+        (self.path / "pids.max").write_text(str(max_processes))
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def members(self) -> set[int]:
+        try:
+            return {int(p) for p in (self.path / "cgroup.procs").read_text().split()}
+        except OSError:
+            return set()
+
+    def remove(self) -> None:
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.02)
+
+
 class RunnerProcess:
     """The runner: its process tree, and the grader's end of its socket."""
 
     live: ClassVar[set[int]] = set()  # runner pids of this grader process, never taken for orphans
 
     LAYERS = ("separate process session",
-              "resource limits (cpu, memory, file size, open files, processes)",
+              "resource limits (cpu, memory, file size, open files)",
               "scrubbed environment", "private scratch directory")
 
     def __init__(self, workspace: Workspace, limits: Limits):
@@ -110,6 +143,15 @@ class RunnerProcess:
         self.layers = list(self.LAYERS)
         if _become_subreaper():
             self.layers.append("orphaned processes adopted and killed (child subreaper)")
+        self.cgroup: PidsCgroup | None = None
+        try:
+            self.cgroup = PidsCgroup(f"autograder-{self.pid}", limits.processes)
+            self.cgroup.add(self.pid)  # before any student code: the runner is still importing
+            self.layers.append(f"pids cgroup: at most {limits.processes} processes")
+        except OSError:
+            if self.cgroup is not None:
+                self.cgroup.remove()
+                self.cgroup = None
 
     def owns(self, pid: int) -> bool:
         """Whether pid is a process of this runner (never signal anything else)."""
@@ -120,6 +162,8 @@ class RunnerProcess:
         grader adopted as child subreaper (daemons that called setsid)."""
         members = {pid for pid, (_, sid, _) in table.items() if sid == self.pid}
         members.add(self.pid)
+        if self.cgroup is not None:
+            members |= self.cgroup.members()
         me = os.getpid()
         for pid, (ppid, _, start) in table.items():
             if ppid == me and start >= self.start_ticks and pid not in RunnerProcess.live:
@@ -134,6 +178,19 @@ class RunnerProcess:
     def kill_child(self, pid: int) -> None:
         if pid != self.pid and self.owns(pid):
             os.kill(pid, signal.SIGKILL)
+
+    def kill_strays(self) -> None:
+        """Kill everything the notebook left running except the runner itself,
+        so background processes cannot eat the process budget of the checks."""
+        for pid in self._members(_process_table()) - {self.pid}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
     def interrupt(self) -> None:
         """KeyboardInterrupt in the running cell, as Jupyter's interrupt does."""
@@ -163,6 +220,8 @@ class RunnerProcess:
         except subprocess.TimeoutExpired:
             pass
         RunnerProcess.live.discard(self.pid)
+        if self.cgroup is not None:
+            self.cgroup.remove()
 
 
 def _process_table() -> dict[int, tuple[int, int, int]]:

@@ -221,6 +221,8 @@ class NotebookSession:
         for _attempt in range(MAX_RESTARTS + 1):
             bad = self._run_once(skipped, deadline)
             if bad is None:
+                if self.runner is not None:
+                    self.runner.kill_strays()
                 return
             skipped.add(bad)
         self.warnings.append("the notebook crashed the runner too many times; "

@@ -150,3 +150,20 @@ def test_no_udp_datagram_leaves_the_sandbox(assignment, tmp_path):
     if "network namespace" not in active(report):
         pytest.skip("no private network namespace here (not root, or in a container)")
     assert received == b"" and cell.status == "error"
+
+
+def test_a_fork_bomb_is_bounded_and_cleaned_up(assignment, tmp_path):
+    # Bounded by itself to 600 children sleeping 60 s, so that even with no
+    # containment it cannot take the machine down.
+    code = ("import os, time\nn = 0\nfor _ in range(600):\n    try:\n        pid = os.fork()\n"
+            "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(60)\n"
+            "        os._exit(0)\n    n += 1\nprint(n)")
+    report, cell = run(code, assignment, tmp_path)
+    forked = int(cell.stdout.split()[0])
+    if "pids cgroup" in active(report) or os.getuid() != 0:
+        assert forked < 600
+    time.sleep(0.3)
+    children = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+                and (p / "stat").exists() and (p / "stat").read_text().rsplit(")", 1)[1].split()[2]
+                == str(os.getpid()) and (p / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not children
