@@ -34,3 +34,14 @@ def as_vector(value, what: str, length: int | None = None) -> torch.Tensor:
         assert value.numel() == length, f"{what} should have {length} entries, got {value.numel()}"
     assert torch.isfinite(value).all(), f"{what} contains NaN or infinite entries"
     return value
+
+
+def eigenvalues_from(*parts) -> torch.Tensor:
+    """fp64 eigenvalues from fixed values (floats) and linspace tuples (low, high, count)."""
+    pieces = []
+    for part in parts:
+        if isinstance(part, tuple):
+            pieces.append(torch.linspace(*part, dtype=torch.float64))
+        else:
+            pieces.append(torch.tensor([part], dtype=torch.float64))
+    return torch.cat(pieces)

@@ -18,7 +18,7 @@ import functools
 import pytest
 import torch
 import torch.nn.functional as F
-from krylov_checks import as_vector
+from krylov_checks import as_vector, eigenvalues_from
 
 from autograder.session import StudentError
 from fixtures import spectra
@@ -34,16 +34,6 @@ ORTH_TOL_SMALL_K = 1e-4  # fp32 basis before any Ritz value converges: ~3e-7
 # --- fixtures: hidden matrices, all built in fp64 from private generators ------------
 
 
-def _eigs(*parts) -> torch.Tensor:
-    """Concatenate fixed eigenvalues (floats) and linspace tuples (low, high, count)."""
-    pieces = []
-    for part in parts:
-        if isinstance(part, tuple):
-            pieces.append(torch.linspace(*part, dtype=torch.float64))
-        else:
-            pieces.append(torch.tensor([part], dtype=torch.float64))
-    return torch.cat(pieces)
-
 
 @functools.cache
 def _matrix(name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,27 +41,27 @@ def _matrix(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     if name == "spread":
         # Evenly spread spectrum: nothing converges within ~16 steps, so a fp32
         # basis stays orthonormal and T_k = Q^T A Q holds to roundoff.
-        eigs = _eigs((-3.0, 5.0, 120))
+        eigs = eigenvalues_from((-3.0, 5.0, 120))
         seed = 101
     elif name == "spread90":
-        eigs = _eigs((-4.0, 2.0, 90))
+        eigs = eigenvalues_from((-4.0, 2.0, 90))
         seed = 103
     elif name == "small":
         # k = dim = 8 with evenly spaced eigenvalues: fp32 Lanczos recovers all
         # of them to ~2e-6 for every start (measured on 60 starts). Larger or
         # unevenly spaced ones (12x12 with isolated extremes) lose orthogonality
         # before the end and miss an eigenvalue for some starts even in correct code.
-        eigs = _eigs((-3.0, 4.0, 8))
+        eigs = eigenvalues_from((-3.0, 4.0, 8))
         seed = 107
     elif name == "extremes":
         # Isolated extremes 9 and -7 over a bulk in [-3, 4]: after 30 steps both
         # have converged to fp32 accuracy (worst 6e-6 over 40 starts).
-        eigs = _eigs(9.0, -7.0, (-3.0, 4.0, 198))
+        eigs = eigenvalues_from(9.0, -7.0, (-3.0, 4.0, 198))
         seed = 109
     elif name == "convergence":
         # Extremes 6 and -4 with moderate gaps: far off at k = 5 (errors 0.1-2),
         # converged at k = 20 (~1e-6), for every start tried.
-        eigs = _eigs(6.0, 4.5, -4.0, (-3.0, 3.0, 147))
+        eigs = eigenvalues_from(6.0, 4.5, -4.0, (-3.0, 3.0, 147))
         seed = 113
     elif name == "indefinite30":
         spectrum = spectra.make("indefinite", 30, seed=127)

@@ -15,22 +15,11 @@ import math
 
 import pytest
 import torch
-from krylov_checks import as_float, as_vector
+from krylov_checks import as_float, as_vector, eigenvalues_from
 
 from autograder.session import StudentError
 from fixtures import spectra
 from reference import krylov_hessian as ref
-
-
-def _eigs(*parts) -> torch.Tensor:
-    """Concatenate fixed eigenvalues (floats) and linspace tuples (low, high, count)."""
-    pieces = []
-    for part in parts:
-        if isinstance(part, tuple):
-            pieces.append(torch.linspace(*part, dtype=torch.float64))
-        else:
-            pieces.append(torch.tensor([part], dtype=torch.float64))
-    return torch.cat(pieces)
 
 
 def _cluster(top: float, second: float, size: int, rest: tuple) -> torch.Tensor:
@@ -40,8 +29,8 @@ def _cluster(top: float, second: float, size: int, rest: tuple) -> torch.Tensor:
     eigenspace, so the history reaches its asymptotic rate whatever the
     student's start vector (one second eigenvector could start near zero).
     """
-    return torch.cat([_eigs(top), torch.full((size,), second, dtype=torch.float64),
-                      _eigs(rest)])
+    return torch.cat([eigenvalues_from(top), torch.full((size,), second, dtype=torch.float64),
+                      eigenvalues_from(rest)])
 
 
 def _top(eigs: torch.Tensor, k: int = 1) -> torch.Tensor:
@@ -155,7 +144,7 @@ def test_large_and_small_scales(student):
 def test_eigenvector(student):
     """the returned vector is a unit top eigenvector (either sign)"""
     cases = (spectra.make("wide_gap", 60, 101).matrix,
-             spectra.with_spectrum(_eigs(-10.0, 3.0, (-1.5, 1.5, 43)), 111))
+             spectra.with_spectrum(eigenvalues_from(-10.0, 3.0, (-1.5, 1.5, 43)), 111))
     for A in cases:
         top = _top(torch.linalg.eigvalsh(A)).item()
         vec = _power(student, A, num_iters=200, seed=4).vec
@@ -371,7 +360,7 @@ def test_deflated_signed_top_k(student):
     # Gap ratios 0.7 and 300 iterations per pair: converged to fp32 accuracy;
     # deflating with an fp32 eigenvector perturbs the later eigenvalues only
     # to second order, ~1e-7 relative here.
-    eigs = _eigs(10.0, -7.0, 5.0, -3.5, (-1.0, 1.0, 36))
+    eigs = eigenvalues_from(10.0, -7.0, 5.0, -3.5, (-1.0, 1.0, 36))
     A = spectra.with_spectrum(eigs, 311)
     eigvals, _, _ = _deflated(student, A, 4, num_iters_per=300, seed=0)
     assert _match_top_k(eigvals, eigs, EIG_RTOL), \
@@ -395,7 +384,7 @@ def test_deflated_indefinite(student):
 @pytest.mark.check(exercise="3.1", weight=2)
 def test_deflated_eigenvectors(student):
     """eigvecs are orthonormal eigenvectors of the top-k eigenvalues"""
-    eigs = _eigs(10.0, -5.0, 2.5, (-1.0, 1.0, 37))
+    eigs = eigenvalues_from(10.0, -5.0, 2.5, (-1.0, 1.0, 37))
     A = spectra.with_spectrum(eigs, 313)
     _, eigvecs, _ = _deflated(student, A, 3, num_iters_per=300, seed=2)
     V = _as_eigvecs(eigvecs, A.shape[0], 3)
@@ -418,7 +407,7 @@ def test_deflated_eigenvectors(student):
 @pytest.mark.check(exercise="3.1", weight=1)
 def test_deflated_honours_k(student):
     """power_iteration_deflated returns exactly k pairs"""
-    A = spectra.with_spectrum(_eigs(10.0, -7.0, 5.0, -3.5, (-1.0, 1.0, 36)), 314)
+    A = spectra.with_spectrum(eigenvalues_from(10.0, -7.0, 5.0, -3.5, (-1.0, 1.0, 36)), 314)
     for k in (1, 5):
         _, eigvecs, _ = _deflated(student, A, k, num_iters_per=50, seed=0)  # asserts k values
         _as_eigvecs(eigvecs, A.shape[0], k)
@@ -430,7 +419,7 @@ def test_deflation_is_matrix_free(student):
     # dim = 400 > the k * (num_iters_per + 2) = 96 matvecs allowed: reading the
     # matrix out of the operator (400 matvecs) cannot fit. Ratios 0.5, 0.5, 0.3
     # make 30 iterations per pair enough to converge to fp32 accuracy.
-    eigs = _eigs(20.0, -10.0, 5.0, (-1.5, 1.5, 397))
+    eigs = eigenvalues_from(20.0, -10.0, 5.0, (-1.5, 1.5, 397))
     A = spectra.with_spectrum(eigs, 315)
     k, per = 3, 30
     eigvals, _, op = _deflated(student, A, k, num_iters_per=per, seed=0, budget=k * (per + 2))
