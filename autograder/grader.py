@@ -24,8 +24,9 @@ ENGINE = Path(__file__).resolve().parent
 def grader_version(assignment: Assignment) -> str:
     """A digest of every file that can change a verdict: engine, hidden suite, reference."""
     digest = hashlib.sha256()
-    roots = [ENGINE, assignment.root / "hidden", ENGINE.parent / "reference",
-             ENGINE.parent / "fixtures", assignment.master]
+    roots = [ENGINE, ENGINE.parent / "reference", ENGINE.parent / "fixtures", assignment.master]
+    if assignment.hidden is not None:
+        roots.append(assignment.hidden)
     for root in roots:
         files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
         for path in files:

@@ -180,11 +180,9 @@ def to_plain(value, depth: int = 0):
         return float(value)
     if isinstance(value, str):
         return str(value)
-    if isinstance(value, (list, tuple, torch.Size)) or type(value).__name__ == "return_types":
+    if isinstance(value, (list, tuple)):  # namedtuples, torch.Size and torch.return_types too
         items = [to_plain(v, depth + 1) for v in value]
         return items if isinstance(value, list) else tuple(items)
-    if hasattr(value, "_fields") and isinstance(value, tuple):
-        return tuple(to_plain(v, depth + 1) for v in value)
     if isinstance(value, dict):
         return {k: to_plain(v, depth + 1) for k, v in value.items()}
     return value

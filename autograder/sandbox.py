@@ -153,10 +153,6 @@ class RunnerProcess:
                 self.cgroup.remove()
                 self.cgroup = None
 
-    def owns(self, pid: int) -> bool:
-        """Whether pid is a process of this runner (never signal anything else)."""
-        return pid in self._members(_process_table())
-
     def _members(self, table: dict[int, tuple[int, int, int]]) -> set[int]:
         """The runner's session, its descendants, and orphans of it that the
         grader adopted as child subreaper (daemons that called setsid)."""
@@ -176,7 +172,13 @@ class RunnerProcess:
         return {pid for pid in members if pid in table}
 
     def kill_child(self, pid: int) -> None:
-        if pid != self.pid and self.owns(pid):
+        """Kill one fork of the runner: called after every check, so it reads
+        one /proc entry instead of the whole table."""
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return  # already gone
+        if pid != self.pid and parent == self.pid:
             os.kill(pid, signal.SIGKILL)
 
     def kill_strays(self) -> None:

@@ -14,7 +14,7 @@ import select
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -65,20 +65,19 @@ class Operator:
     dtype: torch.dtype | None = None
     budget: int | None = None
     calls: int = 0
-    over_budget: bool = False
-    bad_inputs: list[str] = field(default_factory=list)
+
+    @property
+    def over_budget(self) -> bool:
+        return self.budget is not None and self.calls > self.budget
 
     def __call__(self, *args):
         self.calls += 1
-        if self.budget is not None and self.calls > self.budget:
-            self.over_budget = True
+        if self.over_budget:
             raise StudentError(f"the operator was called more than {self.budget} times")
         if len(args) != 1 or not isinstance(args[0], torch.Tensor):
-            self.bad_inputs.append("called with something other than one tensor")
             raise StudentError("the operator takes exactly one tensor")
         v = args[0]
         if self.dim is not None and tuple(v.shape) != (self.dim,):
-            self.bad_inputs.append(f"called with shape {tuple(v.shape)}")
             raise StudentError(f"the operator takes a vector of shape ({self.dim},), "
                                f"got {tuple(v.shape)}")
         if not v.is_floating_point():

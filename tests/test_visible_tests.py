@@ -10,13 +10,17 @@ from torch.func import functional_call
 from reference import krylov_hessian as ref
 
 
-def _loss_and_theta(model, X, y, reduction="mean"):
-    theta = ref.flat_params(model).requires_grad_(True)
+def _loss_of(model, X, y, theta, reduction="mean"):
     params, start = {}, 0
     for name, p in model.named_parameters():
         params[name] = theta[start:start + p.numel()].view_as(p)
         start += p.numel()
-    return F.cross_entropy(functional_call(model, params, (X,)), y, reduction=reduction), theta
+    return F.cross_entropy(functional_call(model, params, (X,)), y, reduction=reduction)
+
+
+def _loss_and_theta(model, X, y, reduction="mean"):
+    theta = ref.flat_params(model).requires_grad_(True)
+    return _loss_of(model, X, y, theta, reduction), theta
 
 
 def hvp_of_summed_loss(model, X, y, v):
@@ -58,14 +62,6 @@ def hvp_forward_difference_big_eps(model, X, y, v, eps=1e-1):
     theta = ref.flat_params(model)
     grad = torch.func.grad(lambda t: _loss_of(model, X, y, t))
     return (grad(theta + eps * v) - grad(theta)) / eps
-
-
-def _loss_of(model, X, y, theta):
-    params, start = {}, 0
-    for name, p in model.named_parameters():
-        params[name] = theta[start:start + p.numel()].view_as(p)
-        start += p.numel()
-    return F.cross_entropy(functional_call(model, params, (X,)), y)
 
 
 # Not finite differences: in fp32 their rounding error (~eps_mach / eps) is
