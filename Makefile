@@ -7,9 +7,19 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# The system Python where there is one: the runner drops to another uid, which
+# must be able to read the interpreter (pyenv's, under /root, it cannot).
+PYTHON := $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+
+# Debian packages: python3-venv for the venv, python3-seccomp for the red-team
+# suite's Docker-like confinement (../shared/tools/docker-like).
+APT_PACKAGES := python3-venv python3-seccomp
+
 # torch first, pinned to the CPU wheel: a bare torch requirement would pull a CUDA build.
 $(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
+	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); }
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'

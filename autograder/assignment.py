@@ -31,6 +31,7 @@ class Budgets:
     total_timeout_s: float = 600.0
     call_timeout_s: float = 60.0
     memory_mb: int = 6144
+    disk_mb: int = 512
 
 
 @dataclass(frozen=True)

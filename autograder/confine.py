@@ -8,13 +8,20 @@ containers) limits the process tree to: reading the Python installation and
 system libraries, reading and writing its own scratch folder, no TCP bind or
 connect (ABI >= 4), and no signals to processes outside the sandbox, such
 as the grader (ABI >= 6). Everything else, including the hidden tests, the
-reference code, the configuration and the results, is out of reach. Each
-layer that the kernel refuses is reported, never silently assumed.
+reference code, the configuration and the results, is out of reach.
+
+A seccomp filter (allowed inside Docker-style containers, where namespaces
+are not) refuses every socket but Unix ones, so the network stays closed
+where no private namespace can be made, plus ptrace, cross-process memory
+access and io_uring (which could open sockets behind the filter's back).
+Each layer that the kernel refuses is reported, never silently assumed.
 """
 
 import ctypes
 import os
+import platform
 import resource
+import struct
 import sys
 from pathlib import Path
 
@@ -108,15 +115,24 @@ def landlock(writable: list[str], readable: list[str]) -> list[str]:
     return layers
 
 
-def private_network() -> list[str]:
-    """A new, empty network namespace: no interface, not even loopback, is up.
+def unshare_network() -> None:
+    """Move into a new, empty network namespace: no interface, not even loopback, is up.
 
     Needs CAP_SYS_ADMIN, so it works when the grader runs as root outside a
-    container and is refused inside a Docker-style one.
+    container and is refused inside a Docker-style one. The grader does it
+    while starting the runner, before the runner drops root.
     """
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(_CLONE_NEWNET) != 0:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) refused")
+
+
+def private_network() -> list[str]:
+    """Report the private namespace, making it now if the grader could not."""
+    interfaces = [line.split(":")[0].strip() for line in
+                  Path("/proc/self/net/dev").read_text().splitlines()[2:]]
+    if interfaces not in ([], ["lo"]):
+        unshare_network()
     return ["private network namespace (no interfaces)"]
 
 
@@ -170,13 +186,58 @@ def drop_capabilities() -> list[str]:
     return ["all capabilities dropped"]
 
 
+# seccomp: classic BPF over struct seccomp_data {int nr; u32 arch; u64 ip; u64 args[6]}.
+_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
+_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
+_LD_ABS, _JEQ, _JGE, _RET = 0x20, 0x15, 0x35, 0x06
+_AF_UNIX, _EPERM, _EACCES = 1, 1, 13
+# arch -> (AUDIT_ARCH value, socket, [ptrace, process_vm_readv, process_vm_writev, io_uring_setup])
+_SYSCALLS = {"x86_64": (0xC000003E, 41, [101, 310, 311, 425]),
+             "aarch64": (0xC00000B7, 198, [117, 270, 271, 425])}
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _seccomp_program(arch: int, socket_nr: int, denied: list[int]) -> bytes:
+    """Deny other ABIs (i386, x32) and the listed calls; socket() only for AF_UNIX."""
+    def op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+        return struct.pack("=HBBI", code, jt, jf, k)
+
+    program = [op(_LD_ABS, 4), op(_JEQ, arch, 1, 0), op(_RET, _RET_ERRNO | _EPERM),
+               op(_LD_ABS, 0), op(_JGE, 0x40000000, 0, 1), op(_RET, _RET_ERRNO | _EPERM)]
+    for nr in denied:
+        program += [op(_JEQ, nr, 0, 1), op(_RET, _RET_ERRNO | _EPERM)]
+    program += [op(_JEQ, socket_nr, 0, 3), op(_LD_ABS, 16),  # args[0], low half: the domain
+                op(_JEQ, _AF_UNIX, 1, 0), op(_RET, _RET_ERRNO | _EACCES), op(_RET, _RET_ALLOW)]
+    return b"".join(program)
+
+
+def seccomp_no_sockets() -> list[str]:
+    """Install the filter on this process and its future children."""
+    machine = platform.machine()
+    if machine not in _SYSCALLS:
+        raise OSError(f"no seccomp filter written for {machine}")
+    code = _seccomp_program(*_SYSCALLS[machine])
+    buffer = ctypes.create_string_buffer(code, len(code))
+    program = _SockFprog(len(code) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) < 0:
+        raise OSError(ctypes.get_errno(), "seccomp filter refused")
+    return ["seccomp: Unix sockets only, no ptrace, cross-process memory or io_uring"]
+
+
 def confine(scratch: str) -> tuple[list[str], list[str]]:
     """Apply every layer the kernel allows: (layers applied, layers refused with why)."""
     applied, refused = [], []
     for name, layer in (("network namespace", private_network),
                         ("process limit", lambda: limit_processes(PROCESS_BUDGET)),
                         ("capability drop", drop_capabilities),
-                        ("landlock", lambda: landlock([scratch], read_only_paths()))):
+                        ("landlock", lambda: landlock([scratch], read_only_paths())),
+                        ("seccomp", seccomp_no_sockets)):
         try:
             applied.extend(layer())
         except OSError as exc:

@@ -42,7 +42,8 @@ def policy_for(assignment: Assignment) -> ExecutionPolicy:
     return ExecutionPolicy(cell_timeout_s=budgets.cell_timeout_s,
                            total_timeout_s=budgets.total_timeout_s,
                            call_timeout_s=budgets.call_timeout_s,
-                           limits=Limits(cpu_seconds=cpu, memory_mb=budgets.memory_mb))
+                           limits=Limits(cpu_seconds=cpu, memory_mb=budgets.memory_mb,
+                                         disk_mb=budgets.disk_mb))
 
 
 def _warm_up(assignment: Assignment, report: GradeReport) -> None:

@@ -3,9 +3,10 @@
 Layers applied here: a new session and process group (so the whole tree
 can be killed at once), resource limits (CPU time, address space, file
 size, open files, no core dumps; the process count is limited by the
-runner itself, see `confine`), a scrubbed environment, stdout
-discarded and stderr to a size-capped log, and a private scratch directory
-laid out like the student release. Which layers were active is reported
+runner itself, see `confine`), another uid when the grader is root, a
+scrubbed environment, stdout discarded and stderr to a size-capped log,
+and a private scratch directory laid out like the student release, whose
+total size and file count are watched. Which layers were active is reported
 with every result; none is silently assumed.
 """
 
@@ -15,6 +16,7 @@ import resource
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -22,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
+
+from .confine import unshare_network
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class Limits:
     file_mb: int = 64
     open_files: int = 256
     processes: int = 256  # enforced by a pids cgroup where one can be made
+    disk_mb: int = 512  # the whole scratch folder, polled: RLIMIT_FSIZE bounds single files
+    disk_files: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class ExecutionPolicy:
     limits: Limits = Limits()
 
 
-def _apply_limits(limits: Limits) -> None:
+def _apply_limits(limits: Limits, uid: int | None) -> None:
     """Runs in the child between fork and exec."""
     mb = 2**20
     for which, value in ((resource.RLIMIT_CPU, limits.cpu_seconds),
@@ -54,6 +60,43 @@ def _apply_limits(limits: Limits) -> None:
                          (resource.RLIMIT_NOFILE, limits.open_files),
                          (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(which, (value, value))
+    try:
+        unshare_network()  # needs root: before the uid switch, reported by the runner
+    except OSError:
+        pass
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+
+def _readable_by_others(path: str) -> bool:
+    """Whether a uid with no special rights can reach and read `path`."""
+    path = os.path.realpath(path)
+    parts = Path(path).parents
+    if any(not os.stat(p).st_mode & stat.S_IXOTH for p in parts):
+        return False
+    mode = os.stat(path).st_mode
+    wanted = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+    return mode & wanted == wanted
+
+
+def sandbox_uid() -> tuple[int | None, str]:
+    """The uid to run student code as, or None and why not.
+
+    Only root can switch, and only to a uid that can still read Python. Each
+    grader gets its own uid (derived from its pid), so that RLIMIT_NPROC, which
+    counts per uid, cannot let one submission starve another graded beside it.
+    """
+    if os.getuid() != 0:
+        return None, "the grader is not root, so it cannot switch to another uid"
+    engine = str(Path(__file__).resolve().parent)
+    needed = [sys.executable, sys.prefix, sys.base_prefix, engine,
+              *(p for p in sys.path if "site-packages" in p)]
+    unreadable = [p for p in needed if os.path.exists(p) and not _readable_by_others(p)]
+    if unreadable:
+        return None, f"another uid could not read {unreadable[0]}"
+    return 2_000_000 + os.getpid(), ""
 
 
 class Workspace:
@@ -72,6 +115,42 @@ class Workspace:
         self.cwd.mkdir(parents=True, exist_ok=True)
         self.log = self.root / ".runner.log"
         (self.root / "tmp").mkdir()
+
+    def hand_over(self, uid: int) -> None:
+        """Give the scratch folder to the runner's uid (the grader keeps root's access)."""
+        for folder, dirs, files in os.walk(self.root):
+            for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+                os.lchown(name, uid, uid)
+
+    def usage(self, max_files: int) -> tuple[int, int]:
+        """(bytes on disk, files): counting stops past max_files, so that a
+        million-file attack cannot make the watcher itself slow."""
+        used, count = 0, 0
+        for folder, dirs, files in os.walk(self.root):
+            for name in dirs + files:
+                count += 1
+                try:
+                    used += os.lstat(os.path.join(folder, name)).st_blocks * 512
+                except OSError:
+                    continue
+                if count > max_files:
+                    return used, count
+        return used, count
+
+    def files(self) -> set[str]:
+        return {os.path.join(folder, name) for folder, dirs, files in os.walk(self.root)
+                for name in dirs + files}
+
+    def restore(self, keep: set[str]) -> None:
+        """Delete everything written since `keep` was taken."""
+        for path in sorted(self.files() - keep, reverse=True):
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+            except OSError:
+                continue
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -103,6 +182,8 @@ class PidsCgroup:
 
     def remove(self) -> None:
         for _ in range(50):
+            if not self.path.exists():
+                return
             try:
                 self.path.rmdir()
                 return
@@ -121,6 +202,13 @@ class RunnerProcess:
 
     def __init__(self, workspace: Workspace, limits: Limits):
         self.workspace = workspace
+        self.limits = limits
+        self.refused: list[str] = []
+        uid, why = sandbox_uid()
+        if uid is None:
+            self.refused.append(f"another uid unavailable: {why}")
+        else:
+            workspace.hand_over(uid)
         ours, theirs = socket.socketpair()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workspace.root),
                "IPYTHONDIR": str(workspace.root / ".ipython"),
@@ -134,13 +222,15 @@ class RunnerProcess:
                 pass_fds=[theirs.fileno()], cwd=workspace.cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                 # The grader starts runners from its main thread only.
-                start_new_session=True, preexec_fn=lambda: _apply_limits(limits))  # noqa: PLW1509
+                start_new_session=True, preexec_fn=lambda: _apply_limits(limits, uid))  # noqa: PLW1509
         theirs.close()
         self.sock = ours
         self.pid = self.process.pid
         RunnerProcess.live.add(self.pid)
         self.start_ticks = _process_table().get(self.pid, (0, 0, 0))[2]
         self.layers = list(self.LAYERS)
+        if uid is not None:
+            self.layers.append(f"unprivileged uid {uid}")
         if _become_subreaper():
             self.layers.append("orphaned processes adopted and killed (child subreaper)")
         self.cgroup: PidsCgroup | None = None
@@ -148,10 +238,34 @@ class RunnerProcess:
             self.cgroup = PidsCgroup(f"autograder-{self.pid}", limits.processes)
             self.cgroup.add(self.pid)  # before any student code: the runner is still importing
             self.layers.append(f"pids cgroup: at most {limits.processes} processes")
-        except OSError:
+        except OSError as exc:
+            self.refused.append(f"pids cgroup unavailable: {exc.strerror or exc}")
             if self.cgroup is not None:
                 self.cgroup.remove()
                 self.cgroup = None
+        self._baseline = workspace.files()
+        self.layers.append(f"scratch folder watched: at most {limits.disk_mb} MB "
+                           f"and {limits.disk_files} files")
+
+    def over_quota(self) -> str | None:
+        """Why the scratch folder is over its quota, if it is.
+
+        The session asks while it waits for the runner and after each cell or
+        call, so the blame lands on the code that was running.
+        """
+        used, count = self.workspace.usage(self.limits.disk_files)
+        if used <= self.limits.disk_mb * 2**20 and count <= self.limits.disk_files:
+            return None
+        return (f"the notebook wrote more than {self.limits.disk_mb} MB or "
+                f"{self.limits.disk_files} files to disk; it was stopped and its files deleted")
+
+    def undo_writes(self) -> None:
+        """Delete what was written since the runner started or, once the notebook
+        has executed, since then (the checks' starting point)."""
+        self.workspace.restore(self._baseline)
+
+    def executed(self) -> None:
+        self._baseline = self.workspace.files()
 
     def _members(self, table: dict[int, tuple[int, int, int]]) -> set[int]:
         """The runner's session, its descendants, and orphans of it that the
@@ -202,6 +316,16 @@ class RunnerProcess:
     def stop(self) -> None:
         """Kill every process of the runner, wherever it moved, and reap them."""
         self.sock.close()
+        self._kill_tree()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        RunnerProcess.live.discard(self.pid)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+
+    def _kill_tree(self) -> None:
         for _ in range(10):
             victims = self._members(_process_table())
             if not victims:
@@ -217,13 +341,6 @@ class RunnerProcess:
                     os.waitpid(pid, os.WNOHANG)  # adopted orphans are our children now
                 except ChildProcessError:
                     pass
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        RunnerProcess.live.discard(self.pid)
-        if self.cgroup is not None:
-            self.cgroup.remove()
 
 
 def _process_table() -> dict[int, tuple[int, int, int]]:

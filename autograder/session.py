@@ -25,6 +25,7 @@ from .submission import Submission
 
 MAX_RESTARTS = 5
 INTERRUPT_GRACE_S = 3.0
+DISK_POLL_S = 0.2  # how often the scratch folder's quota is checked while code runs
 
 
 class StudentError(Exception):
@@ -131,8 +132,11 @@ class StudentProxy:
         deadline = time.monotonic() + (timeout_s or self.timeout_s)
         while True:
             remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([self._sock], [], [], max(remaining, 0))
+            ready, _, _ = select.select([self._sock], [], [], max(min(remaining, DISK_POLL_S), 0))
             if not ready:
+                self._check_disk(what)
+                if time.monotonic() < deadline:
+                    continue
                 self.close()
                 raise StudentTimeout(f"{what} did not finish within "
                                      f"{timeout_s or self.timeout_s:.0f} s")
@@ -149,6 +153,7 @@ class StudentProxy:
             if op == "invoke":
                 self._serve(message)
                 continue
+            self._check_disk(what)
             if op == "value":
                 try:
                     return protocol.decode(message.get("value"))
@@ -172,6 +177,14 @@ class StudentProxy:
                 raise StudentError(f"{what} raised {kind}: {text}")
             self.close()
             raise UnsupportedReturn(f"{what} sent back a malformed message")
+
+    def _check_disk(self, what: str) -> None:
+        """Past the disk quota, end this fork, delete what it wrote, blame the call."""
+        violation = self._runner.over_quota()
+        if violation is not None:
+            self.close()
+            self._runner.undo_writes()
+            raise StudentCrash(f"{what}: {violation}")
 
     def _serve(self, message: dict) -> None:
         handle = message.get("handle")
@@ -222,6 +235,7 @@ class NotebookSession:
             if bad is None:
                 if self.runner is not None:
                     self.runner.kill_strays()
+                    self.runner.executed()
                 return
             skipped.add(bad)
         self.warnings.append("the notebook crashed the runner too many times; "
@@ -243,8 +257,13 @@ class NotebookSession:
         while True:
             now = time.monotonic()
             wait = min(cell_deadline, deadline) - now
-            ready, _, _ = select.select([self.runner.sock], [], [], max(wait, 0))
+            ready, _, _ = select.select([self.runner.sock], [], [],
+                                        max(min(wait, DISK_POLL_S), 0))
             if not ready:
+                if time.monotonic() < min(cell_deadline, deadline):
+                    if current is not None and self._over_quota(current):
+                        return current
+                    continue
                 if current is None or time.monotonic() >= deadline:
                     self._mark_rest(current, cells, "timeout", "the notebook ran past its "
                                     f"total budget of {self.policy.total_timeout_s:.0f} s")
@@ -270,7 +289,7 @@ class NotebookSession:
             op = message.get("op")
             if op == "confined":
                 self.runner.layers.extend(str(x)[:200] for x in message.get("layers", [])[:10])
-                for refused in message.get("refused", [])[:10]:
+                for refused in self.runner.refused + message.get("refused", [])[:10]:
                     warning = f"sandbox layer not active: {str(refused)[:200]}"
                     if warning not in self.warnings:
                         self.warnings.append(warning)
@@ -279,13 +298,25 @@ class NotebookSession:
                 cell_deadline = time.monotonic() + self.policy.cell_timeout_s
                 interrupted_at = None
             elif op == "cell_done":
-                self._record(message, timed_out=interrupted_at == current)
+                index = self._record(message, timed_out=interrupted_at == current)
                 current = None
                 cell_deadline = deadline
+                if self._over_quota(index):
+                    return index
             elif op == "executed":
                 return None
 
-    def _record(self, message: dict, timed_out: bool) -> None:
+    def _over_quota(self, index: int) -> bool:
+        """Past the disk quota, stop the runner, delete its files and blame cell `index`."""
+        violation = self.runner.over_quota()
+        if violation is None:
+            return False
+        self.runner.stop()
+        self.runner.undo_writes()
+        self.cells[index] = CellRun(index, "error", 0.0, violation)
+        return True
+
+    def _record(self, message: dict, timed_out: bool) -> int:
         index = int(message.get("index", -1))
         status = "timeout" if timed_out else str(message.get("status"))
         error = str(message.get("error", ""))
@@ -300,6 +331,7 @@ class NotebookSession:
                 png = b""
             axes = figure.get("axes", [])
             self.figures.append(Figure(index, png, axes if isinstance(axes, list) else []))
+        return index
 
     def _mark_rest(self, current, cells, status: str, error: str) -> None:
         for cell in cells:

@@ -13,6 +13,9 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = ROOT / "assignments" / "krylov_hessian"
 MASTER = ASSIGNMENT / "master" / "01_krylov.ipynb"
+# The read-only course material: beside the checkout, or where CI's clean clone can find it.
+SHARED = next((p for p in (ROOT.parent / "shared", Path("/work/shared")) if p.is_dir()),
+              ROOT.parent / "shared")
 
 
 def execute(nb: nbformat.NotebookNode, workdir: Path, timeout: int = 300) -> nbformat.NotebookNode:

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.notebooks import SHARED
+
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT.parent / "shared" / "data" / "mnist"
+SOURCE = SHARED / "data" / "mnist"
 SHIPPED = ROOT / "fixtures" / "mnist_7x7.npz"
 
 sys.path.insert(0, str(ROOT / "assignments" / "krylov_hessian"))

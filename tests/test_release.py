@@ -15,9 +15,9 @@ import pytest
 
 from autograder.assignment import Assignment, AssignmentError
 from autograder.release import build_release, release_notebook
-from tests.notebooks import ASSIGNMENT, MASTER, errors, execute, grade_id
+from tests.notebooks import ASSIGNMENT, MASTER, SHARED, errors, execute, grade_id
 
-SEED = ASSIGNMENT.parents[2] / "shared" / "seed" / "000_bc8304b623cb18b3.txt"
+SEED = SHARED / "seed" / "000_bc8304b623cb18b3.txt"
 STUDENT_FUNCTIONS = ["hvp_double_backward", "hvp_jvp_of_grad", "hvp_finite_difference",
                      "power_iteration", "power_iteration_deflated", "lanczos_no_reorth",
                      "lanczos_track_orth"]

@@ -21,8 +21,13 @@ import pytest
 from autograder.assignment import Assignment
 from autograder.grader import grade
 from tests.corpus.build import write
+from tests.notebooks import SHARED
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCKER_LIKE = SHARED / "tools" / "docker-like" / "docker-like"
+INSIDE_DOCKER_LIKE = os.environ.get("AUTOGRADER_DOCKER_LIKE") == "1"
+RED_TEAM = ["tests/test_sandbox_attacks.py", "tests/test_sandbox_tampering.py",
+            "tests/test_grading_faults.py"]
 ENGINE = ROOT / "tests" / "engine_assignment"
 FULL = {"A": 3.0, "B": 1.0, "C": 2.0}
 
@@ -147,8 +152,8 @@ def test_no_udp_datagram_leaves_the_sandbox(assignment, tmp_path):
     except OSError:
         received = b""
     server.close()
-    if "network namespace" not in active(report):
-        pytest.skip("no private network namespace here (not root, or in a container)")
+    if "network namespace" not in active(report) and "seccomp" not in active(report):
+        pytest.skip("neither a private network namespace nor seccomp here")
     assert received == b"" and cell.status == "error"
 
 
@@ -167,3 +172,58 @@ def test_a_fork_bomb_is_bounded_and_cleaned_up(assignment, tmp_path):
                 and (p / "stat").exists() and (p / "stat").read_text().rsplit(")", 1)[1].split()[2]
                 == str(os.getpid()) and (p / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
     assert not children
+
+
+@pytest.mark.parametrize("code", [
+    # 200 files of 1 MB each: every one is under RLIMIT_FSIZE, the sum is over the quota
+    "for i in range(200):\n    with open(f'fill{i}.bin', 'wb') as f:\n        f.write(b'x' * 2**20)",
+    # one file growing forever, in the temporary folder, until something stops it
+    ("import os, tempfile\nwith open(os.path.join(tempfile.gettempdir(), 'grow'), 'wb') as f:\n"
+    "    for _ in range(100_000):\n        f.write(b'x' * 2**16)\n        f.flush()"),
+    # inodes rather than bytes: many empty files
+    ("import os\nos.makedirs('many', exist_ok=True)\nfor i in range(20_000):\n"
+    "    open(f'many/{i}', 'w').close()"),
+], ids=["many-files", "one-growing-file", "inodes"])
+def test_filling_the_disk_is_stopped_and_undone(assignment, tmp_path, code):
+    _, cell = run(code, assignment, tmp_path)
+    assert cell.status == "error" and "to disk" in cell.error
+
+
+def test_filling_the_disk_inside_a_check_costs_only_that_check(assignment, tmp_path):
+    nb = nbformat.read(ENGINE / "master" / "demo.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "def square(x):\n    for i in range(100):\n        with open(f'fill{i}', 'wb') as f:\n"
+        "            f.write(b'x' * 2**20)\n    return x * x"))
+    report = grade(write(nb, tmp_path / "attack.ipynb"), assignment, tmp_path / "out")
+    scores = {e.id: e.score for e in report.exercises}
+    assert scores == {"A": 0.0, "B": 1.0, "C": 2.0}
+    messages = [c.message for e in report.exercises if e.id == "A" for c in e.checks]
+    assert all("to disk" in m for m in messages), messages
+
+
+def test_every_layer_is_reported_active_or_missing(assignment, tmp_path):
+    report, _ = run("pass", assignment, tmp_path)
+    for name in ("network namespace", "uid", "landlock", "seccomp", "pids cgroup"):
+        on = any(name in layer for layer in report.sandbox_layers)
+        off = any(name in warning for warning in report.warnings)
+        assert on != off, name
+    if INSIDE_DOCKER_LIKE:  # no new namespaces there; the other layers must hold
+        assert any("network namespace unavailable" in w for w in report.warnings)
+        for name in ("unprivileged uid", "landlock filesystem", "landlock network", "seccomp"):
+            assert name in active(report), name
+
+
+@pytest.mark.skipif(INSIDE_DOCKER_LIKE, reason="this is the run inside the confinement")
+def test_the_red_team_suite_holds_under_docker_like_confinement():
+    """Run every attack again as a Gradescope-style container would confine the grader."""
+    if not DOCKER_LIKE.exists():
+        pytest.skip(f"{DOCKER_LIKE} is not here")
+    if subprocess.run(["/usr/bin/python3", "-c", "import seccomp"], check=False).returncode:
+        pytest.skip("docker-like needs python3-seccomp (make setup installs it)")
+    result = subprocess.run(
+        [str(DOCKER_LIKE), sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+         *(f for f in RED_TEAM if (ROOT / f).exists())],
+        cwd=ROOT, check=False, capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "AUTOGRADER_DOCKER_LIKE": "1", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
