@@ -12,8 +12,9 @@ setup: $(STAMP)
 PYTHON := $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 
 # Debian packages: python3-venv for the venv, python3-seccomp for the red-team
-# suite's Docker-like confinement (../shared/tools/docker-like).
-APT_PACKAGES := python3-venv python3-seccomp
+# suite's Docker-like confinement (../shared/tools/docker-like), unzip as
+# Gradescope unpacks the autograder zip.
+APT_PACKAGES := python3-venv python3-seccomp unzip
 
 # torch first, pinned to the CPU wheel: a bare torch requirement would pull a CUDA build.
 $(STAMP): pyproject.toml

@@ -6,6 +6,7 @@ graded still gets a results file with score 0 and exit 0), 2 for misuse
 """
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -57,6 +58,22 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gradescope_build(args: argparse.Namespace) -> int:
+    from .gradescope import build_zip
+
+    path = build_zip(_assignment(args.assignment), args.out, args.timeout)
+    print(f"autograder zip written to {path} ({path.stat().st_size / 2**20:.1f} MB); "
+          "upload it under Configure Autograder > Zip file upload")
+    return 0
+
+
+def _gradescope_run(args: argparse.Namespace) -> int:
+    from .gradescope import grade_gradescope
+
+    print_table(grade_gradescope(Path(args.root), _assignment(args.assignment)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autograder", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -69,7 +86,21 @@ def main(argv: list[str] | None = None) -> int:
     release.add_argument("assignment", help="assignment folder (holds assignment.toml)")
     release.add_argument("--out", default="build/release", help="output folder")
     release.set_defaults(run=_release)
+    gradescope = commands.add_parser("gradescope", help="Gradescope autograder zip and run")
+    steps = gradescope.add_subparsers(dest="step", required=True)
+    build = steps.add_parser("build", help="write the zip to upload to Gradescope")
+    build.add_argument("--out", default="build/autograder.zip", help="zip file to write")
+    build.add_argument("--assignment", help="assignment folder (default: the only one)")
+    build.add_argument("--timeout", type=int, default=600,
+                       help="the autograder timeout set in Gradescope, in seconds")
+    build.set_defaults(run=_gradescope_build)
+    run = steps.add_parser("run", help="grade inside the container (run_autograder calls it)")
+    run.add_argument("--root", default="/autograder", help="Gradescope's /autograder folder")
+    run.add_argument("--assignment", help="assignment folder (default: the only one)")
+    run.set_defaults(run=_gradescope_run)
     args = parser.parse_args(argv)
+    # A TERM (Gradescope's or timeout's) unwinds like an exception, so the runner is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         return args.run(args)
     except AssignmentError as exc:

@@ -46,6 +46,7 @@ class Assignment:
     release_notebook_dir: str
     code_stub: str
     hidden: Path | None
+    depends: tuple[Path, ...]  # code outside the folder that the hidden suite imports
     budgets: Budgets
     exercises: tuple[Exercise, ...]
 
@@ -71,7 +72,9 @@ class Assignment:
                 release_notebook_dir=release.get("notebook_dir", "notebooks"),
                 code_stub=release.get("code_stub", "# YOUR CODE HERE\nraise NotImplementedError()"),
                 hidden=root / grading["hidden"] if "hidden" in grading else None,
-                budgets=Budgets(**{k: v for k, v in grading.items() if k != "hidden"}),
+                depends=tuple((root / d).resolve() for d in grading.get("depends", [])),
+                budgets=Budgets(**{k: v for k, v in grading.items()
+                                   if k not in {"hidden", "depends"}}),
                 exercises=_exercises(config.get("exercises", []), master, config_path),
             )
         except tomllib.TOMLDecodeError as exc:
@@ -83,6 +86,9 @@ class Assignment:
         for item in assignment.release_include:
             if not (root / item).exists():
                 raise AssignmentError(f"{config_path}: release.include names missing {item!r}")
+        for path in assignment.depends:
+            if not path.exists():
+                raise AssignmentError(f"{config_path}: grading.depends names missing {path}")
         if assignment.hidden is not None and not assignment.hidden.is_dir():
             raise AssignmentError(f"{config_path}: hidden suite folder {assignment.hidden} "
                                   "not found")

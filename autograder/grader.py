@@ -22,16 +22,17 @@ ENGINE = Path(__file__).resolve().parent
 
 
 def grader_version(assignment: Assignment) -> str:
-    """A digest of every file that can change a verdict: engine, hidden suite, reference."""
+    """A digest of every file that can change a verdict: engine, hidden suite and
+    what it depends on (the reference code), the master."""
     digest = hashlib.sha256()
-    roots = [ENGINE, ENGINE.parent / "reference", ENGINE.parent / "fixtures", assignment.master]
+    roots = [ENGINE, assignment.master, *assignment.depends]
     if assignment.hidden is not None:
         roots.append(assignment.hidden)
     for root in roots:
         files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
         for path in files:
             if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(ENGINE.parent)).encode())
+                digest.update(path.name.encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -77,10 +78,7 @@ def grade(submission_path: str | Path, assignment: Assignment,
     """
     started = time.monotonic()
     path = Path(submission_path)
-    report = GradeReport(submission=path.name, assignment=assignment.name, status="graded",
-                         grader_version=grader_version(assignment))
-    report.exercises = [ExerciseResult(e.id, e.name, e.points, e.visibility)
-                        for e in assignment.exercises]
+    report = _blank_report(path.name, assignment)
     try:
         submission = load(path)
     except SubmissionError as exc:
@@ -90,6 +88,25 @@ def grade(submission_path: str | Path, assignment: Assignment,
     report.execution_time = round(time.monotonic() - started, 3)
     if out_dir is not None:
         write_outputs(report, Path(out_dir))
+    return report
+
+
+def reject(name: str, reason: str, assignment: Assignment,
+           out_dir: str | Path | None = None) -> GradeReport:
+    """The report, score 0, for a submission that has nothing gradable (no
+    notebook, several candidates): the student still gets results and why."""
+    report = _blank_report(name, assignment)
+    report.status, report.reason = "rejected", reason
+    if out_dir is not None:
+        write_outputs(report, Path(out_dir))
+    return report
+
+
+def _blank_report(name: str, assignment: Assignment) -> GradeReport:
+    report = GradeReport(submission=name, assignment=assignment.name, status="graded",
+                         grader_version=grader_version(assignment))
+    report.exercises = [ExerciseResult(e.id, e.name, e.points, e.visibility)
+                        for e in assignment.exercises]
     return report
 
 

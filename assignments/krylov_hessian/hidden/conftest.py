@@ -1,6 +1,10 @@
-"""Makes the suite's helper module importable in importlib import mode."""
+"""Makes the suite's helper module importable in importlib import mode, and the
+project's `reference` and `fixtures` packages (grading.depends) wherever the
+engine itself is installed."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+for path in (HERE.parents[2], HERE):
+    sys.path.insert(0, str(path))
