@@ -50,6 +50,27 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _find_assignment(notebook: Path) -> Assignment:
+    """The assignment.toml in the notebook's folder or above it (the release root)."""
+    for folder in notebook.resolve().parents:
+        if (folder / "assignment.toml").is_file():
+            return Assignment.load(folder)
+    raise AssignmentError(f"no assignment.toml above {notebook}; run this inside the "
+                          "assignment's folder or name it with --assignment")
+
+
+def _check(args: argparse.Namespace) -> int:
+    assignment = (Assignment.load(args.assignment) if args.assignment
+                  else _find_assignment(Path(args.notebook)))
+    if assignment.visible is None:
+        raise AssignmentError(f"assignment {assignment.name} ships no visible checks")
+    print(f"Checking {args.notebook} with the visible checks of {assignment.title} ...")
+    print_table(grade(args.notebook, assignment, suite=assignment.visible))
+    print("These are the visible checks only. The grader runs more checks on inputs you do "
+          "not see,\nso passing here is necessary, not sufficient.")
+    return 0
+
+
 def _release(args: argparse.Namespace) -> int:
     from .release import build_release  # nbgrader is slow to import; only this needs it
 
@@ -82,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     graded.add_argument("--out", required=True, help="folder for results.json and feedback")
     graded.add_argument("--assignment", help="assignment folder (default: the only one)")
     graded.set_defaults(run=_grade)
+    check = commands.add_parser("check", help="self-check a notebook with the visible checks")
+    check.add_argument("notebook", help="your .ipynb file")
+    check.add_argument("--assignment", help="assignment folder (default: found above the "
+                       "notebook)")
+    check.set_defaults(run=_check)
     release = commands.add_parser("release", help="generate the student release of an assignment")
     release.add_argument("assignment", help="assignment folder (holds assignment.toml)")
     release.add_argument("--out", default="build/release", help="output folder")

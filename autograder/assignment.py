@@ -46,6 +46,7 @@ class Assignment:
     release_notebook_dir: str
     code_stub: str
     hidden: Path | None
+    visible: Path | None  # the checks students may run themselves (`autograder check`)
     depends: tuple[Path, ...]  # code outside the folder that the hidden suite imports
     budgets: Budgets
     exercises: tuple[Exercise, ...]
@@ -72,9 +73,10 @@ class Assignment:
                 release_notebook_dir=release.get("notebook_dir", "notebooks"),
                 code_stub=release.get("code_stub", "# YOUR CODE HERE\nraise NotImplementedError()"),
                 hidden=root / grading["hidden"] if "hidden" in grading else None,
+                visible=root / grading["visible"] if "visible" in grading else None,
                 depends=tuple((root / d).resolve() for d in grading.get("depends", [])),
                 budgets=Budgets(**{k: v for k, v in grading.items()
-                                   if k not in {"hidden", "depends"}}),
+                                   if k not in {"hidden", "visible", "depends"}}),
                 exercises=_exercises(config.get("exercises", []), master, config_path),
             )
         except tomllib.TOMLDecodeError as exc:
@@ -89,9 +91,9 @@ class Assignment:
         for path in assignment.depends:
             if not path.exists():
                 raise AssignmentError(f"{config_path}: grading.depends names missing {path}")
-        if assignment.hidden is not None and not assignment.hidden.is_dir():
-            raise AssignmentError(f"{config_path}: hidden suite folder {assignment.hidden} "
-                                  "not found")
+        for suite in (assignment.hidden, assignment.visible):
+            if suite is not None and not suite.is_dir():
+                raise AssignmentError(f"{config_path}: suite folder {suite} not found")
         return assignment
 
 

@@ -5,14 +5,16 @@ hidden tests, the reference code, the expected values and the output
 files. The submission's code only ever runs in the runner.
 """
 
+import contextlib
 import hashlib
 import importlib.util
+import os
 import threading
 import time
 import traceback
 from pathlib import Path
 
-from .assignment import Assignment
+from .assignment import Assignment, AssignmentError
 from .outcome import ExerciseResult, GradeReport
 from .report import write_outputs
 from .sandbox import ExecutionPolicy, Limits, RunnerProcess, Workspace
@@ -47,8 +49,34 @@ def policy_for(assignment: Assignment) -> ExecutionPolicy:
                                          disk_mb=budgets.disk_mb))
 
 
-def _warm_up(assignment: Assignment, report: GradeReport) -> None:
-    """Run the hidden suite's optional `warmup.py` while the notebook executes.
+def usable_cpus() -> float:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota
+    (a container's half CPU shows as all the host's cores to os.cpu_count)."""
+    cpus = float(len(os.sched_getaffinity(0)))
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return cpus
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2: "max 100000" or "50000 100000"
+            quota_file = Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.max"
+            with contextlib.suppress(OSError, ValueError):
+                quota, period = quota_file.read_text().split()
+                if quota != "max":
+                    cpus = min(cpus, int(quota) / int(period))
+        elif "cpu" in controllers.split(","):
+            folder = Path("/sys/fs/cgroup") / controllers / path.lstrip("/")
+            with contextlib.suppress(OSError, ValueError):
+                quota = int((folder / "cpu.cfs_quota_us").read_text())
+                if quota > 0:
+                    period = int((folder / "cpu.cfs_period_us").read_text())
+                    cpus = min(cpus, quota / period)
+    return cpus
+
+
+def _warm_up(suite: Path, report: GradeReport) -> None:
+    """Run the suite's optional `warmup.py` while the notebook executes.
 
     The grader is idle until execution ends, so first-use costs of the
     libraries the checks need (imports, lazy initialization) are paid in
@@ -57,8 +85,8 @@ def _warm_up(assignment: Assignment, report: GradeReport) -> None:
     import torch
 
     torch.set_num_threads(1)  # the runner has the other core; no oversubscription
-    path = assignment.hidden / "warmup.py" if assignment.hidden else None
-    if path is None or not path.is_file():
+    path = suite / "warmup.py"
+    if not path.is_file():
         return
     try:
         spec = importlib.util.spec_from_file_location("_hidden_warmup", path)
@@ -70,8 +98,9 @@ def _warm_up(assignment: Assignment, report: GradeReport) -> None:
 
 
 def grade(submission_path: str | Path, assignment: Assignment,
-          out_dir: str | Path | None = None) -> GradeReport:
-    """Grade one notebook file; write the outputs into out_dir if given.
+          out_dir: str | Path | None = None, suite: Path | None = None) -> GradeReport:
+    """Grade one notebook file with `suite` (default: the hidden one); write the
+    outputs into out_dir if given.
 
     Never raises for a bad submission: an ungradable file becomes a
     "rejected" report with score 0 and the reason.
@@ -84,7 +113,10 @@ def grade(submission_path: str | Path, assignment: Assignment,
     except SubmissionError as exc:
         report.status, report.reason = "rejected", str(exc)
     else:
-        _grade_submission(submission, assignment, report)
+        suite = suite or assignment.hidden
+        if suite is None:
+            raise AssignmentError(f"assignment {assignment.name} has no suite to grade with")
+        _grade_submission(submission, assignment, suite, report)
     report.execution_time = round(time.monotonic() - started, 3)
     if out_dir is not None:
         write_outputs(report, Path(out_dir))
@@ -110,7 +142,7 @@ def _blank_report(name: str, assignment: Assignment) -> GradeReport:
     return report
 
 
-def _grade_submission(submission: Submission, assignment: Assignment,
+def _grade_submission(submission: Submission, assignment: Assignment, suite: Path,
                       report: GradeReport) -> None:
     workspace = Workspace(assignment.root, assignment.release_include,
                           assignment.release_notebook_dir)
@@ -121,16 +153,18 @@ def _grade_submission(submission: Submission, assignment: Assignment,
     from .session import NotebookSession
 
     session = NotebookSession(submission, workspace, policy, runner)
-    warm_up = threading.Thread(target=_warm_up, args=(assignment, report), daemon=True)
-    warm_up.start()
+    warm_up = threading.Thread(target=_warm_up, args=(suite, report), daemon=True)
+    if usable_cpus() >= 2:  # with one CPU it would only compete with the notebook, and cost memory
+        warm_up.start()
     try:
         session.execute()
-        warm_up.join()
+        if warm_up.is_alive():
+            warm_up.join()
         report.sandbox_layers = list(session.runner.layers) if session.runner else []
         report.cells = [session.cells[i] for i in sorted(session.cells)]
         report.figures = list(session.figures)
         report.warnings.extend(session.warnings)
-        plugin = run_suite(assignment.hidden, session)
+        plugin = run_suite(suite, session)
     finally:
         session.close()
         workspace.remove()

@@ -7,7 +7,9 @@ A test checks that the result matches the real `nbgrader generate_assignment`.
 Output is byte-for-byte reproducible: same master, same release.
 """
 
+import json
 import shutil
+from dataclasses import fields
 from pathlib import Path
 
 import nbformat
@@ -23,6 +25,8 @@ from nbgrader.preprocessors import (
 from traitlets.config import Config
 
 from .assignment import Assignment
+
+ENGINE = Path(__file__).resolve().parent
 
 
 def nbgrader_config(assignment: Assignment) -> Config:
@@ -64,4 +68,36 @@ def build_release(assignment: Assignment, out_dir: str | Path) -> Path:
     notebook_dir = target / assignment.release_notebook_dir
     notebook_dir.mkdir()
     nbformat.write(release_notebook(assignment), notebook_dir / assignment.master.name)
+    if assignment.visible is not None:
+        _ship_self_check(assignment, target)
     return target
+
+
+def _ship_self_check(assignment: Assignment, target: Path) -> None:
+    """What `python -m autograder check notebooks/NAME.ipynb` needs in the release:
+    the engine, the visible suite (as checks/) and a config naming only those."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ENGINE, target / "autograder", ignore=ignore)
+    shutil.copytree(assignment.visible, target / "checks", ignore=ignore)
+    (target / "assignment.toml").write_text(release_config(assignment), encoding="utf-8")
+
+
+def release_config(assignment: Assignment) -> str:
+    """The release's assignment.toml: its own notebook as master, no hidden suite."""
+    def string(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)  # a valid TOML basic string
+
+    budgets = assignment.budgets
+    lines = ["# Written by `autograder release`: the self-check's configuration.",
+             f"name = {string(assignment.name)}", f"title = {string(assignment.title)}",
+             f"master = {string(assignment.release_notebook_dir + '/' + assignment.master.name)}",
+             "", "[release]",
+             f"include = [{', '.join(string(i) for i in assignment.release_include)}]",
+             f"notebook_dir = {string(assignment.release_notebook_dir)}",
+             "", "[grading]", 'visible = "checks"',
+             *(f"{f.name} = {getattr(budgets, f.name)!r}" for f in fields(budgets))]
+    for exercise in assignment.exercises:
+        lines += ["", "[[exercises]]", f"id = {string(exercise.id)}",
+                  f"grade_id = {string(exercise.grade_id)}", f"name = {string(exercise.name)}",
+                  f"visibility = {string(exercise.visibility)}"]
+    return "\n".join(lines) + "\n"

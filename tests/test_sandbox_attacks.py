@@ -164,7 +164,8 @@ def test_a_fork_bomb_is_bounded_and_cleaned_up(assignment, tmp_path):
             "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(60)\n"
             "        os._exit(0)\n    n += 1\nprint(n)")
     report, cell = run(code, assignment, tmp_path)
-    forked = int(cell.stdout.split()[0])
+    # the count is the last line; a slow machine may interrupt a fork midway first
+    forked = int(cell.stdout.split()[-1])
     if "pids cgroup" in active(report) or os.getuid() != 0:
         assert forked < 600
     time.sleep(0.3)

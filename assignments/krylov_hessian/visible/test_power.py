@@ -1,0 +1,267 @@
+"""Visible checks, Sections 2-3: power iteration, its convergence rate, deflation.
+
+The matrices are diagonal, or Q diag(eigs) Q^T for a seeded random
+orthogonal Q, so their eigenvalues are known exactly. Your functions get
+them as a matvec (which counts its calls), never as a matrix. Tolerances
+allow fp32 work: a converged fp32 Rayleigh quotient is within a few 1e-7
+(relative) of the eigenvalue.
+"""
+
+import math
+
+import pytest
+import torch
+
+from autograder.session import StudentError
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, torch.Tensor):
+        assert value.numel() == 1, \
+            f"{what} should be a single number, got a tensor of shape {tuple(value.shape)}"
+        value = value.item()
+    assert isinstance(value, (int, float)) and not isinstance(value, bool), \
+        f"{what} should be a number, got {type(value).__name__}"
+    assert math.isfinite(value), f"{what} is NaN or infinite"
+    return float(value)
+
+
+def _vector(value, what: str, length: int | None = None) -> torch.Tensor:
+    if isinstance(value, (list, tuple)):
+        value = torch.tensor([_number(v, f"each entry of {what}") for v in value],
+                             dtype=torch.float64)
+    assert isinstance(value, torch.Tensor), \
+        f"{what} should be a list or tensor of numbers, got {type(value).__name__}"
+    value = value.detach().reshape(-1).double()
+    if length is not None:
+        assert value.numel() == length, \
+            f"{what} should have {length} entries, got {value.numel()}"
+    assert torch.isfinite(value).all(), f"{what} contains NaN or infinite entries"
+    return value
+
+
+def _rotated(eigs: list[float], seed: int) -> torch.Tensor:
+    """Q diag(eigs) Q^T in fp64 for a random orthogonal Q drawn from `seed`."""
+    n = len(eigs)
+    g = torch.Generator().manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    return Q @ torch.diag(torch.tensor(eigs, dtype=torch.float64)) @ Q.T
+
+
+def _diag(eigs: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.diag(torch.tensor(eigs, dtype=dtype))
+
+
+def _top(eigs: torch.Tensor, k: int) -> torch.Tensor:
+    """The k eigenvalues of largest magnitude, signed, in descending magnitude."""
+    return eigs[eigs.abs().argsort(descending=True)][:k]
+
+
+def _signature(name: str, n: int, kwargs: dict) -> str:
+    return f"{name}(matvec, {n}" + "".join(f", {k}={v!r}" for k, v in kwargs.items()) + ")"
+
+
+def _call(student, name: str, A: torch.Tensor, *args, budget: int, **kwargs):
+    """Call `name(matvec, n, *args, **kwargs)` with a matvec for A that counts its calls."""
+    n = A.shape[0]
+    op = student.operator(lambda v: A @ v, dim=n, dtype=A.dtype, budget=budget)
+    call = _signature(name, n, dict(zip(("k",), args)) | kwargs)
+    try:
+        result = student.call(name, op, n, *args, **kwargs)
+    except StudentError:
+        if op.over_budget:
+            raise AssertionError(f"{call} called the matvec more than {budget} times: spend "
+                                 "one matvec per iteration") from None
+        raise
+    return result, op, call
+
+
+def _power(student, A: torch.Tensor, **kwargs):
+    """power_iteration on A; returns (result, operator, call) with result a 3-tuple."""
+    budget = 3 * kwargs.get("num_iters", 200) + 10
+    result, op, call = _call(student, "power_iteration", A, budget=budget, **kwargs)
+    assert isinstance(result, (tuple, list)) and len(result) == 3, \
+        f"{call} should return a tuple (eig, vec, history), got {type(result).__name__}"
+    return result, op, call
+
+
+# --- Exercise 2.1 ----------------------------------------------------------------------
+
+POWER_CASES = (
+    ("diag(5, 2, 1, ..., 1) in fp32", _diag([5.0, 2.0] + [1.0] * 8)),
+    ("a 30 x 30 fp64 matrix whose dominant eigenvalue is -8",
+     _rotated([-8.0, 5.0] + torch.linspace(-2.0, 2.0, 28).tolist(), seed=21)),
+)
+
+
+@pytest.mark.check(exercise="2.1", weight=2)
+def test_top_eigenvalue_with_its_sign(student):
+    """power_iteration returns the largest-magnitude eigenvalue, with its sign"""
+    for label, A in POWER_CASES:
+        result, _, call = _power(student, A, num_iters=300, seed=0)
+        eig = _number(result[0], f"the eigenvalue returned by {call}")
+        truth = _top(torch.linalg.eigvalsh(A.double()), 1).item()
+        assert abs(eig - truth) <= 1e-4 * abs(truth), \
+            f"{call} on {label} did not return its largest-magnitude eigenvalue with its " \
+            "sign: return the Rayleigh quotient v . A v of the unit iterate v (not |v . A v| " \
+            "or ||A v||)"
+
+
+@pytest.mark.check(exercise="2.1", weight=1)
+def test_unit_top_eigenvector(student):
+    """the returned vector is a unit eigenvector of the top eigenvalue (either sign)"""
+    for label, A in POWER_CASES:
+        result, _, call = _power(student, A, num_iters=300, seed=0)
+        vec = _vector(result[1], f"the vector returned by {call}", A.shape[0])
+        assert abs(vec.norm().item() - 1) < 1e-3, \
+            f"the vector returned by {call} on {label} does not have unit norm"
+        truth = _top(torch.linalg.eigvalsh(A.double()), 1).item()
+        residual = ((A.double() @ vec - truth * vec).norm() / abs(truth)).item()
+        assert residual < 1e-2, \
+            f"the vector returned by {call} on {label} is not an eigenvector of the top " \
+            "eigenvalue (||A v - lambda v|| is large): return the last normalized iterate"
+
+
+@pytest.mark.check(exercise="2.1", weight=1)
+def test_large_and_small_eigenvalues(student):
+    """power_iteration works when the eigenvalues are huge or tiny (fp32)"""
+    for scale in (1e4, 1e-5):
+        A = _diag([5.0 * scale, 2.0 * scale] + [scale] * 8)
+        result, _, call = _power(student, A, num_iters=200, seed=0)
+        eig = result[0]
+        if isinstance(eig, torch.Tensor) and eig.numel() == 1:
+            eig = eig.item()
+        ok = isinstance(eig, (int, float)) and not isinstance(eig, bool) \
+            and math.isfinite(eig) and abs(eig - 5.0 * scale) <= 1e-4 * 5.0 * scale
+        assert ok, \
+            f"{call} on diag(5, 2, 1, ..., 1) * {scale:g} in fp32 did not return 5 * " \
+            f"{scale:g}: normalize v after every matvec, or |lambda|^k over- or underflows fp32"
+
+
+@pytest.mark.check(exercise="2.1", weight=1)
+def test_history_and_tol(student):
+    """history holds per-step |changes| of the estimate and the loop stops below tol"""
+    A = _diag([10.0, 9.0] + [1.0] * 8)
+    result, _, call = _power(student, A, num_iters=200, tol=1e-2, seed=0)
+    history = _vector(result[2], f"the history returned by {call}")
+    assert 1 <= history.numel() <= 200, \
+        f"the history returned by {call} should hold one entry per iteration, at most num_iters"
+    assert (history >= 0).all(), \
+        f"the history returned by {call} has negative entries: record |lambda_k - lambda_(k-1)|"
+    # With ratio 0.9 the changes shrink like 0.81^k and pass 1e-2 after a few dozen steps.
+    assert history[-1].item() < 1e-2 and (history[:-1] >= 1e-2).all(), \
+        f"{call} did not stop at the first change below tol: record the absolute change " \
+        "|lambda_k - lambda_(k-1)| of the estimate each step, and break once it is below the " \
+        "tol argument"
+
+
+@pytest.mark.check(exercise="2.1", weight=1)
+def test_one_matvec_per_iteration(student):
+    """power_iteration spends one matvec per iteration"""
+    # Ratio 0.99: far from converged after 30 steps, so nothing stops early.
+    A = _diag([10.0, 9.9] + [1.0] * 8)
+    _, op, call = _power(student, A, num_iters=30, seed=0)
+    assert op.calls <= 32, \
+        f"{call} called the matvec {op.calls} times: one matvec per iteration is enough " \
+        "(reuse A v for both the Rayleigh quotient and the next iterate)"
+
+
+# --- Exercise 2.2 ----------------------------------------------------------------------
+
+
+def _decay_slope(history: torch.Tensor, eig: float, points: int = 8) -> float | None:
+    """Least-squares slope of log10(history) over its last `points` entries above 1e-5 |eig|.
+
+    Below that floor fp32 rounding of the quotient (~1e-7 |eig|) takes over;
+    above it, once the transient is over, the decay is geometric.
+    """
+    h = history.tolist()
+    floor = 1e-5 * abs(eig)
+    above = [i for i, x in enumerate(h) if x > floor]
+    if not above or above[-1] + 1 < points + 1:
+        return None
+    window = list(range(above[-1] + 1 - points, above[-1] + 1))
+    if any(h[i] <= floor for i in window):
+        return None
+    logs = [math.log10(h[i]) for i in window]
+    mean_i, mean_l = sum(window) / len(window), sum(logs) / len(logs)
+    return (sum((i - mean_i) * (y - mean_l) for i, y in zip(window, logs))
+            / sum((i - mean_i) ** 2 for i in window))
+
+
+@pytest.mark.check(exercise="2.2", weight=2)
+def test_changes_decay_at_the_rayleigh_rate(student):
+    """the changes of the estimate decay like |l2/l1|^(2k) (l1 = 10, l2 = 8)"""
+    # Both eigenvalues are repeated (5 and 10 times), so any random start vector has a
+    # sizeable part in each eigenspace and the decay reaches its asymptotic rate early.
+    A = _rotated([10.0] * 5 + [8.0] * 10 + torch.linspace(0.0, 1.0, 25).tolist(), seed=22)
+    result, _, call = _power(student, A, num_iters=200, seed=0)
+    eig = _number(result[0], f"the eigenvalue returned by {call}")
+    history = _vector(result[2], f"the history returned by {call}")
+    slope = _decay_slope(history, eig)
+    assert slope is not None, \
+        f"the history returned by {call} does not hold enough decreasing changes to " \
+        "measure a convergence rate: record one |change| per iteration until a change " \
+        "drops below tol"
+    expected = 2 * math.log10(0.8)
+    assert abs(slope - expected) <= 0.15 * abs(expected), \
+        f"the per-step changes in the history of {call} do not decay at the rate " \
+        "|lambda_2/lambda_1|^(2k) of the Rayleigh quotient v . A v: check which estimate " \
+        "you record (a component ratio or a norm converges at a different rate)"
+
+
+# --- Exercise 3.1 ----------------------------------------------------------------------
+
+DEFLATION_EIGS = [9.0, -6.0, 4.0] + torch.linspace(-1.5, 1.5, 27).tolist()
+
+
+def _deflated(student, k: int, num_iters_per: int = 300):
+    A = _rotated(DEFLATION_EIGS, seed=31)
+    result, _, call = _call(student, "power_iteration_deflated", A, k,
+                             budget=3 * k * (num_iters_per + 2) + 10,
+                             num_iters_per=num_iters_per, seed=0)
+    assert isinstance(result, (tuple, list)) and len(result) == 2, \
+        f"{call} should return a tuple (eigvals, eigvecs), got {type(result).__name__}"
+    eigvals = _vector(result[0], f"the eigenvalues returned by {call}")
+    assert eigvals.numel() == k, f"{call} returned {eigvals.numel()} eigenvalues, not k = {k}"
+    return A, eigvals, result[1], call
+
+
+@pytest.mark.check(exercise="3.1", weight=2)
+def test_deflation_finds_the_signed_top_3(student):
+    """deflation finds the 3 largest-magnitude eigenvalues (9, -6, 4), with their signs"""
+    _, eigvals, _, call = _deflated(student, 3)
+    exact = _top(torch.tensor(DEFLATION_EIGS, dtype=torch.float64), 3)
+    found = _top(eigvals, 3)
+    assert ((found - exact).abs() <= 1e-4 * exact.abs()).all(), \
+        f"{call} on a 30 x 30 matrix with eigenvalues 9, -6, 4 and the rest in [-1.5, 1.5] " \
+        "did not return 9, -6 and 4: deflate with out - lam * (u . v) * u, for every pair " \
+        "found so far, with the signed lam"
+
+
+@pytest.mark.check(exercise="3.1", weight=1)
+def test_deflation_eigenvectors(student):
+    """eigvecs holds orthonormal eigenvectors of those eigenvalues (dim x k)"""
+    A, _, eigvecs, call = _deflated(student, 3)
+    n, k = A.shape[0], 3
+    layout = f"the eigenvectors returned by {call} should be a ({n}, {k}) tensor with the " \
+             f"eigenvectors as columns (a ({k}, {n}) tensor or a list of {k} vectors is " \
+             "also accepted)"
+    if isinstance(eigvecs, (list, tuple)):
+        assert len(eigvecs) == k and all(isinstance(v, torch.Tensor) and v.numel() == n
+                                         for v in eigvecs), layout
+        eigvecs = torch.stack([v.reshape(-1) for v in eigvecs], dim=1)
+    assert isinstance(eigvecs, torch.Tensor) and eigvecs.dim() == 2, layout
+    V = eigvecs.detach().double()
+    if tuple(V.shape) == (k, n):
+        V = V.T
+    assert tuple(V.shape) == (n, k), layout
+    assert torch.isfinite(V).all(), f"the eigenvectors returned by {call} contain NaN or inf"
+    assert ((V.norm(dim=0) - 1).abs() < 1e-3).all(), \
+        f"the eigenvectors returned by {call} do not have unit norm"
+    assert (V.T @ V - torch.eye(k, dtype=torch.float64)).abs().max().item() < 1e-2, \
+        f"the eigenvectors returned by {call} are not orthogonal to each other"
+    rayleigh = (V * (A @ V)).sum(dim=0)
+    residual = (A @ V - V * rayleigh).norm(dim=0).max().item() / 9.0
+    assert residual < 1e-2, \
+        f"some vector returned by {call} is not an eigenvector (||A v - (v . A v) v|| is large)"
