@@ -228,13 +228,19 @@ def receive(sock: socket.socket) -> dict:
     (size,) = struct.unpack(">I", _recv_exact(sock, 4))
     if size > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message of {size} bytes exceeds the limit")
-    try:
-        message = json.loads(_recv_exact(sock, size))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError("message is not valid JSON") from exc
+    message = _parse(_recv_exact(sock, size))
     if type(message) is not dict:
         raise ProtocolError("message is not a JSON object")
     return message
+
+
+def _parse(payload: bytes):
+    """JSON from the other side; every way it can be unreadable is a ProtocolError
+    (ValueError covers bad UTF-8, bad JSON and integers past the digit limit)."""
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("message is not valid JSON") from exc
 
 
 def send_with_fd(sock: socket.socket, message: dict, fd: int) -> None:
@@ -261,7 +267,11 @@ def receive_with_fd(sock: socket.socket) -> tuple[dict, int]:
     body = data[4:]
     if len(body) < size:
         body += _recv_exact(sock, size - len(body))
-    message = json.loads(body)
+    try:
+        message = _parse(body)
+    except ProtocolError:
+        os.close(fds[0])
+        raise
     if type(message) is not dict:
         os.close(fds[0])
         raise ProtocolError("message is not a JSON object")

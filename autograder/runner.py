@@ -1,7 +1,7 @@
 """The untrusted side: runs a submission's code cells, then serves calls.
 
-Started by the grader inside the sandbox as `python -m autograder.runner FD`,
-where FD is its end of a socket pair. It never sees hidden tests, reference
+Started by the grader inside the sandbox (`sandbox.RUNNER_BOOT`) with FD,
+its end of a socket pair, as its one argument. It never sees hidden tests, reference
 code or expected values: it only answers requests made of plain data
 (see `protocol`). After executing the notebook it becomes a "zygote": each
 `fork` request makes a child holding a copy of the notebook's state, which
@@ -22,10 +22,12 @@ import socket
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from . import protocol
 from .confine import confine
 
+ENGINE_HOME = str(Path(__file__).resolve().parent.parent)
 OUTPUT_LIMIT = 20_000  # characters of stdout kept per cell
 MAX_FIGURE_POINTS = 5_000  # per line, for plot checks
 
@@ -306,6 +308,8 @@ def main() -> None:
     shell = make_shell(collector)
     layers, refused = confine(os.environ["HOME"])  # the scratch root; before any student code
     protocol.send(sock, {"op": "confined", "layers": layers, "refused": refused})
+    sys.path.remove(ENGINE_HOME)  # put there by the grader's boot line, for our imports only
+    sys.path.insert(0, "")  # as in a Jupyter kernel: modules beside the notebook import
     request = protocol.receive(sock)
     for cell in request["cells"]:
         protocol.send(sock, {"op": "cell_start", "index": cell["index"]})
@@ -313,7 +317,3 @@ def main() -> None:
         protocol.send(sock, {"op": "cell_done", "index": cell["index"], **report})
     protocol.send(sock, {"op": "executed"})
     serve_forks(sock, shell.user_ns)
-
-
-if __name__ == "__main__":
-    main()

@@ -27,6 +27,13 @@ from typing import ClassVar
 
 from .confine import unshare_network
 
+IO_TIMEOUT_S = 5.0  # longest wait for the rest of a message once it has begun
+# The runner is this very engine, wherever it lives (site-packages, a checkout, a
+# student release). -P keeps the working folder, the student's, off sys.path while
+# the runner imports, before its confinement; -s leaves out user site-packages.
+RUNNER_BOOT = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
+               "from autograder.runner import main; main()")
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -210,6 +217,7 @@ class RunnerProcess:
         else:
             workspace.hand_over(uid)
         ours, theirs = socket.socketpair()
+        ours.settimeout(IO_TIMEOUT_S)  # a message that stops midway must not hang the grader
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workspace.root),
                "IPYTHONDIR": str(workspace.root / ".ipython"),
                "MPLCONFIGDIR": str(workspace.root / ".matplotlib"),
@@ -218,7 +226,7 @@ class RunnerProcess:
                "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
         with open(workspace.log, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "autograder.runner", str(theirs.fileno())],
+                [sys.executable, "-P", "-s", "-c", RUNNER_BOOT, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], cwd=workspace.cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                 # The grader starts runners from its main thread only.

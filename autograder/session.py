@@ -20,7 +20,7 @@ import torch
 
 from . import protocol
 from .outcome import CellRun, Figure
-from .sandbox import ExecutionPolicy, RunnerProcess, Workspace
+from .sandbox import IO_TIMEOUT_S, ExecutionPolicy, RunnerProcess, Workspace
 from .submission import Submission
 
 MAX_RESTARTS = 5
@@ -85,6 +85,21 @@ class Operator:
             v = v.double()
         out = self.fn(v.to(self.dtype) if self.dtype else v)
         return out.detach().to(v.dtype)
+
+
+def _well_formed(message: dict) -> bool:
+    """Whether a runner message has the shape the session reads: a cell can
+    write to the runner's socket, so no field is trusted to be what it claims."""
+    op = message.get("op")
+    if op in ("cell_start", "cell_done") and type(message.get("index")) is not int:
+        return False
+    if op == "cell_done":
+        figures = message.get("figures", [])
+        return (isinstance(message.get("duration_s", 0.0), int | float)
+                and isinstance(figures, list) and all(isinstance(f, dict) for f in figures))
+    if op == "confined":
+        return all(isinstance(message.get(key, []), list) for key in ("layers", "refused"))
+    return True
 
 
 class StudentProxy:
@@ -246,13 +261,19 @@ class NotebookSession:
         if not self._runner_is_fresh:
             if self.runner is not None:
                 self.runner.stop()
+                # What the last run wrote goes, lest the next runner trip over it.
+                self.runner.undo_writes()
             self.runner = RunnerProcess(self.workspace, self.policy.limits)
         self._runner_is_fresh = False
         self.figures = [f for f in self.figures if f.cell in skipped]
         cells = [c for c in self.submission.cells if c.index not in skipped]
-        protocol.send(self.runner.sock, {"op": "execute", "cells": [
-            {"index": c.index, "source": c.source} for c in cells]})
-        current, interrupted_at = None, None
+        try:
+            protocol.send(self.runner.sock, {"op": "execute", "cells": [
+                {"index": c.index, "source": c.source} for c in cells]})
+        except OSError:
+            self.warnings.append("the runner failed to start")
+            return None
+        current, interrupted_at, started = None, None, False
         cell_deadline = deadline
         while True:
             now = time.monotonic()
@@ -278,23 +299,28 @@ class NotebookSession:
                 return current
             try:
                 message = protocol.receive(self.runner.sock)
-            except (EOFError, OSError, protocol.ProtocolError):
+                if not _well_formed(message):
+                    raise protocol.ProtocolError("malformed message")
+            except (EOFError, OSError, protocol.ProtocolError) as exc:
                 if current is None:
                     self.warnings.append("the runner failed to start")
                     return None
                 if current not in self.cells or self.cells[current].status != "timeout":
-                    self.cells[current] = CellRun(current, "error", 0.0,
-                                                  "the cell ended the Python process")
+                    self.cells[current] = CellRun(
+                        current, "error", 0.0,
+                        "the cell sent the grader data it cannot read"
+                        if isinstance(exc, protocol.ProtocolError)
+                        else "the cell ended the Python process")
                 return current
             op = message.get("op")
-            if op == "confined":
+            if op == "confined" and not started:  # later ones are forgeries by a cell
                 self.runner.layers.extend(str(x)[:200] for x in message.get("layers", [])[:10])
                 for refused in self.runner.refused + message.get("refused", [])[:10]:
                     warning = f"sandbox layer not active: {str(refused)[:200]}"
                     if warning not in self.warnings:
                         self.warnings.append(warning)
             elif op == "cell_start":
-                current = message.get("index")
+                current, started = message["index"], True
                 cell_deadline = time.monotonic() + self.policy.cell_timeout_s
                 interrupted_at = None
             elif op == "cell_done":
@@ -327,7 +353,7 @@ class NotebookSession:
         for figure in message.get("figures", [])[:50]:
             try:
                 png = base64.b64decode(figure.get("png", ""), validate=True)
-            except ValueError:
+            except (ValueError, TypeError):
                 png = b""
             axes = figure.get("axes", [])
             self.figures.append(Figure(index, png, axes if isinstance(axes, list) else []))
@@ -354,8 +380,9 @@ class NotebookSession:
         pid = message.get("pid")
         if message.get("op") != "forked" or not isinstance(pid, int):
             raise StudentCrash("the notebook's process sent a malformed reply")
-        return StudentProxy(socket.socket(fileno=fd), pid, self.runner,
-                            self.policy.call_timeout_s)
+        sock = socket.socket(fileno=fd)
+        sock.settimeout(IO_TIMEOUT_S)
+        return StudentProxy(sock, pid, self.runner, self.policy.call_timeout_s)
 
     def close(self) -> None:
         if self.runner is not None:

@@ -6,7 +6,7 @@ patched comparison functions, hooks that rewrite the notebook as it runs,
 files left for Python or pytest to pick up, forged protocol messages, and
 reads of the grader's memory. Each attack runs for real and is bounded:
 files only under tmp_path (or inert ones elsewhere, cleaned up and failed
-on), loopback at most, and a watchdog where the grader might hang.
+on), no network, and a watchdog where the grader might hang.
 
 The honest demo notebook scores FULL. An attacked exercise must score no
 more than an honest submission with the same data would (usually 0), and
@@ -16,6 +16,7 @@ the other exercises of the same notebook keep their full marks.
 import json
 import math
 import os
+import re
 import resource
 import signal
 import sys
@@ -170,18 +171,8 @@ def test_an_enormous_return_value_keeps_the_grader_within_budget(assignment, tmp
 
 
 @pytest.mark.parametrize("body", [
-    pytest.param("return op(op(v)) + 1j", id="complex-with-a-garbage-imaginary-part",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "score gain: the hidden check compares torch.allclose(out.double(), ...); "
-                     "Tensor.double() silently drops the imaginary part of a complex result, "
-                     "so op(op(v)) + 1j passes. Nothing in the engine rejects complex results "
-                     "(krylov_checks.as_vector does the same with .to(torch.float64))"))),
-    pytest.param("return (op(op(v)) * 1.0004).half()", id="float16-rounding-hides-an-error",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "score gain: a result 4e-4 off (40x the allclose rtol) passes once "
-                     "returned as float16, since rounding to float16 lands exactly on the "
-                     "expected [4, 9]; the same values in float32 fail. Neither the engine "
-                     "nor the check refuses low-precision dtypes"))),
+    pytest.param("return op(op(v)) + 1j", id="complex-with-a-garbage-imaginary-part"),
+    pytest.param("return (op(op(v)) * 1.0004).half()", id="float16-rounding-hides-an-error"),
 ])
 def test_a_wrong_dtype_does_not_turn_a_wrong_answer_into_a_right_one(assignment, tmp_path,
                                                                      body):
@@ -301,9 +292,9 @@ def test_hooks_on_later_cells_gain_nothing_and_leave_honest_exercises_graded(ass
 
 
 def _payload(kind: str, marker_dir: Path) -> str:
-    """Code that, wherever it runs, leaves a marker (only root, i.e. the grader, can reach
-    tmp_path) and, in the runner's working folder, tries to copy the hidden suite there
-    for a later cell to print."""
+    """Code that, wherever it runs, tries to leave a marker under tmp_path (out of the
+    sandbox's reach) and, in the runner's working folder, to copy the hidden suite
+    there for a later cell to print."""
     return (f"# {TOKEN}\nimport os as _os\n"
             f"try:\n    open({str(marker_dir / kind)!r}, 'w').write('ran')\nexcept OSError:\n"
             "    pass\n"
@@ -457,12 +448,6 @@ sys.path.insert(0, first)
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "containment failure: after a cell ends the runner, the grader starts a new one in the "
-    "same scratch folder with `python -m autograder.runner`, which puts the working "
-    "directory first on sys.path. A base64.py the notebook left there is imported by "
-    "runner.py before confine() runs, so it executes without Landlock or seccomp (as the "
-    "sandbox uid) and reads the hidden suite, which a later cell prints into the feedback"))
 def test_a_module_dropped_in_the_working_directory_does_not_run_before_confinement(
         assignment, tmp_path):
     code = (f"import os\nopen('base64.py', 'w').write({SHADOW.format(hidden=str(HIDDEN))!r})\n"
@@ -526,11 +511,6 @@ def test_protocol_abuse_from_a_check_gains_nothing_and_unpickles_nothing(assignm
 
 
 @pytest.mark.parametrize("kind", ["deeply-nested-json", "integer-of-5000-digits"])
-@pytest.mark.xfail(strict=True, reason=(
-    "grader fault: protocol.receive() catches only UnicodeDecodeError and JSONDecodeError, "
-    "so json.loads raising RecursionError (deep nesting) or ValueError (the int digit "
-    "limit) escapes StudentProxy._await: the check is reported as an internal grader error "
-    "(staff traceback) instead of data the submission sent that cannot be read"))
 def test_an_unreadable_message_from_a_check_is_blamed_on_the_submission(assignment, tmp_path,
                                                                         kind):
     report = graded(variant(forged_square(kind, tmp_path / "x"), attacked(SOCKETS)),
@@ -549,11 +529,6 @@ EXECUTION_FORGERIES = {
 
 
 @pytest.mark.parametrize("kind", list(EXECUTION_FORGERIES), ids=list(EXECUTION_FORGERIES))
-@pytest.mark.xfail(strict=True, reason=(
-    "grader crash: a cell can write to the runner's socket (fd in sys.argv[1]) while the "
-    "notebook executes. NotebookSession._run_once catches only EOFError, OSError and "
-    "ProtocolError, so json.loads' RecursionError/ValueError and _record's int('x') or "
-    "figure.get on an int propagate out of grade(): no results.json is written at all"))
 def test_forged_messages_while_the_notebook_runs_do_not_crash_the_grader(assignment, tmp_path,
                                                                         kind):
     code = SOCKETS + f"_send({EXECUTION_FORGERIES[kind]})\nprint('sent')"
@@ -561,11 +536,6 @@ def test_forged_messages_while_the_notebook_runs_do_not_crash_the_grader(assignm
     assert scores(report) == FULL
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "report forgery: NotebookSession._run_once accepts a 'confined' message at any time, so "
-    "a cell that writes one to the runner's socket adds any text it likes to the sandbox "
-    "layers listed in report.json and results.json (only layers reported before the first "
-    "cell starts should count)"))
 def test_forged_sandbox_layers_do_not_reach_the_report(assignment, tmp_path):
     code = SOCKETS + ("import json\n_send(json.dumps({'op': 'confined', 'layers': "
                       "['forged layer: everything is safe'], 'refused': []}).encode())")
@@ -605,12 +575,6 @@ TRUNCATED = {
 
 
 @pytest.mark.parametrize("phase", list(TRUNCATED), ids=list(TRUNCATED))
-@pytest.mark.xfail(strict=True, reason=(
-    "grader hang: the grader waits for a message with select() and a deadline, then "
-    "protocol.receive() blocks in recv() until the whole announced length has arrived, with "
-    "no timeout. A header announcing 1000 bytes followed by 2 blocks the grader forever, "
-    "both in NotebookSession._run_once and in StudentProxy._await (here a watchdog kills the "
-    "runner after 20 s to free it)"))
 def test_a_truncated_message_does_not_hang_the_grader(assignment, tmp_path, phase):
     if TRUNCATED[phase] is None:
         nb = variant(square("if os.getpid() != _zygote:\n    for s in _sockets():\n"
@@ -675,7 +639,7 @@ def vm_readv(pid):
     libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(4096)
     here = IoVec(ctypes.cast(buf, ctypes.c_void_p), 4096)
-    target = ctypes.c_char_p(b'x' * 64)  # an address that is mapped in the grader too, likely
+    target = ctypes.c_char_p(b'x' * 64)  # any address: the permission check comes first
     there = IoVec(ctypes.cast(target, ctypes.c_void_p), 4096)
     libc.process_vm_readv.restype = ctypes.c_ssize_t
     n = libc.process_vm_readv(pid, ctypes.byref(here), 1, ctypes.byref(there), 1, 0)
@@ -730,10 +694,11 @@ def test_the_graders_memory_environment_and_files_cannot_be_read(assignment, tmp
                       .replace("{HIDDEN}", str(HIDDEN))
     report = graded(attacked(code), assignment, tmp_path)
     stdout = cell(report, 2).stdout
-    assert "refused environ" in stdout, stdout  # the attack really ran
+    assert " environ" in stdout, stdout  # the attack really ran
     assert scores(report) == FULL
     require_landlock(report)
     assert "LEAK" not in stdout, stdout
+    assert re.search(r"refused process_vm_readv (1|13)\b", stdout), stdout  # EPERM, not EFAULT
     text = outputs(tmp_path)
     assert SECRET not in text
     if canary:

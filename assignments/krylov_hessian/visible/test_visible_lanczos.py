@@ -130,12 +130,14 @@ def _orth_error(Q: torch.Tensor) -> float:
     return (Q.T @ Q - torch.eye(Q.shape[1], dtype=Q.dtype)).abs().max().item()
 
 
-def _assert_whole_spectrum(ritz: torch.Tensor, A: torch.Tensor, call: str) -> None:
+def _assert_whole_spectrum(ritz: torch.Tensor, A: torch.Tensor, call: str,
+                           advice: str = "check how T is assembled from the alphas and "
+                                         "betas") -> None:
     eigs = torch.linalg.eigvalsh(A.double())
     # Correct fp32 work: ~1e-6 of the largest |eigenvalue|.
     assert (ritz - eigs).abs().max().item() <= 1e-3 * eigs.abs().max().item(), \
         f"with k = dim, the Ritz values returned by {call} are not all the eigenvalues of " \
-        "the matrix: check how T is assembled from the alphas and betas"
+        f"the matrix: {advice}"
 
 
 # --- Exercise 4.1 ----------------------------------------------------------------------
@@ -277,7 +279,10 @@ def _check_orthonormal(student, reorth: str, tol: float, advice: str) -> None:
 def _check_whole_spectrum(student, reorth: str) -> None:
     A = _notebook_a40()
     (ritz, _, _), _, call = _lanczos(student, "lanczos_track_orth", A, 40, reorth=reorth)
-    _assert_whole_spectrum(_ritz(ritz, 40, call), A, call)
+    _assert_whole_spectrum(_ritz(ritz, 40, call), A, call,
+                           "while the basis stays orthonormal, T = Q^T A Q has exactly the "
+                           "eigenvalues of A at k = dim; check the reorthogonalization and "
+                           "the alphas and betas that go into T")
 
 
 @pytest.mark.check(exercise="5.2", weight=2)
