@@ -12,6 +12,7 @@ plain asserts, so no introspected (hidden) values reach the message.
 import contextlib
 import io
 import random
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -100,15 +101,29 @@ def _explain(excinfo: pytest.ExceptionInfo) -> tuple[str, str]:
     return INTERNAL_ERROR, detail
 
 
-def run_suite(hidden: Path, session: NotebookSession) -> GradingPlugin:
-    """Run a hidden pytest suite against an executed notebook, quietly."""
+def run_suite(suite: Path, session: NotebookSession) -> GradingPlugin:
+    """Run a pytest suite (hidden or visible) against an executed notebook, quietly."""
     plugin = GradingPlugin(session)
-    args = [str(hidden), "-q", "--assert=plain", "--tb=no", "-p", "no:cacheprovider",
-            "--import-mode=importlib", "--rootdir", str(hidden), "-c", str(hidden / "pytest.ini"),
+    args = [str(suite), "-q", "--assert=plain", "--tb=no", "-p", "no:cacheprovider",
+            "--import-mode=importlib", "--rootdir", str(suite), "-c", str(suite / "pytest.ini"),
             "-W", "ignore::DeprecationWarning"]
     log = io.StringIO()
-    with contextlib.redirect_stdout(log):
-        exit_code = pytest.main(args, plugins=[plugin])
+    try:
+        with contextlib.redirect_stdout(log):
+            exit_code = pytest.main(args, plugins=[plugin])
+    finally:
+        _forget_modules_of(suite)
     if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        plugin.problems.append(f"hidden suite exited with {exit_code!r}: {log.getvalue()[-2000:]}")
+        plugin.problems.append(f"suite exited with {exit_code!r}: {log.getvalue()[-2000:]}")
     return plugin
+
+
+def _forget_modules_of(suite: Path) -> None:
+    """Drop the suite's modules from sys.modules: in importlib mode pytest names a
+    test module by its file name alone, and would reuse another suite's module
+    of the same name (test_power, conftest) in the next run of this process."""
+    root = suite.resolve()
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve().is_relative_to(root):
+            del sys.modules[name]

@@ -178,3 +178,20 @@ def test_misuse_is_a_nonzero_exit(tmp_path):
                                      "--out", str(tmp_path), "--assignment", str(tmp_path)],
                                     check=False, capture_output=True, text=True, timeout=60)
     assert bad_assignment.returncode == 2 and "assignment.toml" in bad_assignment.stderr
+
+
+def test_suites_with_the_same_module_names_do_not_mix_in_one_process(assignment, tmp_path):
+    """A TA's process grades with the hidden suite and a student check with the
+    visible one; pytest must not reuse one suite's test_demo module for the other."""
+    strict = tmp_path / "strict"
+    strict.mkdir()
+    (strict / "pytest.ini").write_text((ENGINE / "hidden" / "pytest.ini").read_text())
+    (strict / "test_demo.py").write_text(
+        "import pytest\n\n\n@pytest.mark.check(exercise='A')\ndef test_never(student):\n"
+        "    assert False, 'this suite fails A'\n\n\n@pytest.mark.check(exercise='B')\n"
+        "def test_b(student):\n    assert student.get('answer') == 42, 'no'\n\n\n"
+        "@pytest.mark.check(exercise='C')\ndef test_c(student):\n    pass\n")
+    path = write(demo(), tmp_path / "demo.ipynb")
+    for suite, expected in ((ENGINE / "hidden", FULL), (strict, {**FULL, "A": 0.0}),
+                            (ENGINE / "hidden", FULL)):
+        assert scores(grade(path, assignment, suite=suite)) == expected, suite
