@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo release lint bench bench-gradescope
+.PHONY: setup test demo release lint bench bench-gradescope bench-cohort
 
 setup: $(STAMP)
 
@@ -13,8 +13,9 @@ PYTHON := $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo pyth
 
 # Debian packages: python3-venv for the venv, python3-seccomp for the red-team
 # suite's Docker-like confinement (../shared/tools/docker-like), unzip as
-# Gradescope unpacks the autograder zip.
-APT_PACKAGES := python3-venv python3-seccomp unzip
+# Gradescope unpacks the autograder zip, chromium for the cohort report's
+# browser test (driven by playwright, which downloads no browser).
+APT_PACKAGES := python3-venv python3-seccomp unzip chromium
 
 # torch first, pinned to the CPU wheel: a bare torch requirement would pull a CUDA build.
 $(STAMP): pyproject.toml
@@ -47,6 +48,10 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/grading.py
+
+# Cohort throughput with 1 and 2 workers, warm overhead, RSS per worker.
+bench-cohort: setup
+	$(PY) benchmarks/cohort.py
 
 # Grading under Gradescope's default container limits (root, cgroup v1).
 bench-gradescope: setup

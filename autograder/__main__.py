@@ -71,6 +71,30 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cohort(args: argparse.Namespace) -> int:
+    from .cohort import grade_cohort
+    from .cohort_inputs import CohortInputError
+
+    assignment = _assignment(args.assignment)
+    out = Path(args.out)
+    try:
+        entries = grade_cohort(Path(args.submissions), assignment, out, workers=args.workers,
+                               db_url=args.db, regrade=tuple(args.regrade), dask=args.dask)
+    except CohortInputError as exc:
+        raise AssignmentError(str(exc)) from exc
+    if args.gradebook:
+        from .gradebook import export_gradebook
+
+        written = export_gradebook(entries, assignment, args.gradebook)
+        print(f"{written} submissions exported to the nbgrader gradebook {args.gradebook}")
+    graded = [e for e in entries if e.status == "graded"]
+    print(f"{len(entries)} inputs: {len(graded)} graded, "
+          f"{len(entries) - len(graded)} not gradable (see grades.csv)")
+    print(f"grades: {out / 'grades.csv'}   report: {out / 'report.html'}   "
+          f"feedback: {out / 'feedback'}/<student>/")
+    return 0
+
+
 def _release(args: argparse.Namespace) -> int:
     from .release import build_release  # nbgrader is slow to import; only this needs it
 
@@ -103,6 +127,22 @@ def main(argv: list[str] | None = None) -> int:
     graded.add_argument("--out", required=True, help="folder for results.json and feedback")
     graded.add_argument("--assignment", help="assignment folder (default: the only one)")
     graded.set_defaults(run=_grade)
+    cohort = commands.add_parser("cohort", help="grade a whole cohort (resumable, parallel)")
+    cohort.add_argument("submissions", help="a folder of <student>.ipynb, nbgrader's "
+                        "submitted/ layout, or a Gradescope export folder or zip")
+    cohort.add_argument("--out", required=True, help="folder for grades.csv, report.html, "
+                        "feedback/ and the results database")
+    cohort.add_argument("--assignment", help="assignment folder (default: the only one)")
+    cohort.add_argument("--workers", type=int, help="parallel graders (default: the CPUs)")
+    cohort.add_argument("--db", help="SQLAlchemy URL of the results database "
+                        "(default: sqlite in --out)")
+    cohort.add_argument("--regrade", action="append", default=[], metavar="STUDENT",
+                        help="grade this student again even if nothing changed (repeatable)")
+    cohort.add_argument("--dask", metavar="ADDRESS", help="grade on this Dask scheduler "
+                        "(e.g. tcp://HOST:8786); its workers must see the same paths")
+    cohort.add_argument("--gradebook", metavar="URL",
+                        help="also export the scores into this nbgrader gradebook")
+    cohort.set_defaults(run=_cohort)
     check = commands.add_parser("check", help="self-check a notebook with the visible checks")
     check.add_argument("notebook", help="your .ipynb file")
     check.add_argument("--assignment", help="assignment folder (default: found above the "

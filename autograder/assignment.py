@@ -51,6 +51,10 @@ class Assignment:
     budgets: Budgets
     exercises: tuple[Exercise, ...]
 
+    @property
+    def total_points(self) -> float:
+        return sum(e.points for e in self.exercises)
+
     @classmethod
     def load(cls, root: str | Path) -> "Assignment":
         root = Path(root).resolve()

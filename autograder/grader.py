@@ -75,7 +75,7 @@ def usable_cpus() -> float:
     return cpus
 
 
-def _warm_up(suite: Path, report: GradeReport) -> None:
+def warm_up(suite: Path, report: GradeReport) -> None:
     """Run the suite's optional `warmup.py` while the notebook executes.
 
     The grader is idle until execution ends, so first-use costs of the
@@ -153,13 +153,13 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
     from .session import NotebookSession
 
     session = NotebookSession(submission, workspace, policy, runner)
-    warm_up = threading.Thread(target=_warm_up, args=(suite, report), daemon=True)
+    warming = threading.Thread(target=warm_up, args=(suite, report), daemon=True)
     if usable_cpus() >= 2:  # with one CPU it would only compete with the notebook, and cost memory
-        warm_up.start()
+        warming.start()
     try:
         session.execute()
-        if warm_up.is_alive():
-            warm_up.join()
+        if warming.is_alive():
+            warming.join()
         report.sandbox_layers = list(session.runner.layers) if session.runner else []
         report.cells = [session.cells[i] for i in sorted(session.cells)]
         report.figures = list(session.figures)

@@ -80,3 +80,21 @@ class GradeReport:
     @property
     def max_score(self) -> float:
         return sum(e.max_score for e in self.exercises)
+
+
+@dataclass
+class CohortEntry:
+    """One input of a cohort run, graded or not: what grades.csv, the cohort
+    report and the gradebook export are written from."""
+
+    student: str  # the id the input layout gives (file stem, nbgrader or Gradescope id)
+    source: str  # where the input was found, relative to the cohort folder
+    status: str  # "graded", "rejected" (ungradable file), "duplicate", "error" (grader fault)
+    reason: str = ""  # why it is not "graded"
+    score: float = 0.0
+    max_score: float = 0.0
+    exercises: dict[str, float] = field(default_factory=dict)  # exercise id -> points
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (exercise id, message)
+    runtime_s: float = 0.0
+    flags: list[str] = field(default_factory=list)  # timeouts, sandbox violations, twins
+    digest: str = ""  # sha256 of the notebook file

@@ -1,0 +1,321 @@
+"""Grade a whole cohort: warm parallel workers, resumable, every input once.
+
+Each worker process imports the grader's libraries and runs the suite's
+warm-up once, then grades one submission after another (each still in its
+own sandboxed runner). Results go to the `ResultStore` as they complete, so
+a rerun after any interruption grades only what is missing or changed.
+The outputs are rebuilt from the store at the end: `grades.csv` (every
+input exactly once), `feedback/<student>/`, `report.html`.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from .assignment import Assignment, AssignmentError
+from .cohort_inputs import Input, find_inputs
+from .cohort_store import ResultStore
+from .grader import grade, grader_version, usable_cpus, warm_up
+from .outcome import CohortEntry, GradeReport
+from .submission import SubmissionError, load
+
+MAX_ATTEMPTS = 2  # a submission whose worker died is tried once more, then reported
+
+
+@dataclass(frozen=True)
+class Task:
+    student: str
+    source: str
+    notebook: str
+    digest: str
+    feedback: str  # this student's feedback folder
+
+
+def feedback_folder(student: str) -> str:
+    """A safe, unique folder name for a student id that may hold anything."""
+    safe = re.sub(r"[^\w.@+-]", "_", student)[:80].strip("._") or "student"
+    if safe != student:
+        safe += "-" + hashlib.sha256(student.encode()).hexdigest()[:8]
+    return safe
+
+
+def code_digest(notebook: Path) -> str:
+    """Of the code alone, so copies that differ in outputs or metadata still match."""
+    try:
+        cells = load(notebook).cells
+    except SubmissionError:
+        return ""
+    code = "\n".join(re.sub(r"\s+", " ", c.source).strip() for c in cells)
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def _flags(report: GradeReport) -> list[str]:
+    """What a TA should look at: timeouts and attempts the sandbox stopped."""
+    flags = []
+    if any(cell.status == "timeout" for cell in report.cells):
+        flags.append("timeout")
+    stopped = [cell.error for cell in report.cells
+               if "PermissionError" in cell.error or "to disk" in cell.error]
+    if stopped:
+        flags.append(f"sandbox violation: {stopped[0].splitlines()[0][:120]}")
+    if report.staff_notes:
+        flags.append("grader problem (see report.json)")
+    return flags
+
+
+def entry_from(report: GradeReport, task: Task) -> CohortEntry:
+    return CohortEntry(
+        student=task.student, source=task.source,
+        status="graded" if report.status == "graded" else "rejected", reason=report.reason,
+        score=report.score, max_score=report.max_score,
+        exercises={e.id: e.score for e in report.exercises},
+        failures=[(e.id, c.message) for e in report.exercises for c in e.checks
+                  if not c.passed],
+        runtime_s=report.execution_time, flags=_flags(report), digest=task.digest)
+
+
+_assignment: Assignment | None = None
+
+
+def _warm_worker(assignment_root: str) -> None:
+    """Runs once per worker: everything a first submission would pay for."""
+    global _assignment
+    _assignment = Assignment.load(assignment_root)
+    from . import plugin, session  # noqa: F401 - the imports are the point
+
+    if _assignment.hidden is not None:
+        warm_up(_assignment.hidden, GradeReport("", "", ""))
+
+
+def grade_task(task: Task) -> tuple[CohortEntry, str]:
+    """In a worker: grade one submission into its feedback folder."""
+    try:
+        report = grade(task.notebook, _assignment, task.feedback)
+        entry = entry_from(report, task)
+    except Exception:  # noqa: BLE001 - one grader fault must not end the cohort
+        entry = CohortEntry(task.student, task.source, "error",
+                            reason="internal grader error: "
+                            + traceback.format_exc(limit=3)[-600:],
+                            max_score=_assignment.total_points if _assignment else 0.0,
+                            digest=task.digest)
+    return entry, code_digest(Path(task.notebook))
+
+
+class Progress:
+    """One status line on a terminal (a line per update elsewhere): done, failed, ETA."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.done, self.failed = total, 0, 0
+        self.stream, self.started = stream, time.monotonic()
+        self.tty = getattr(stream, "isatty", lambda: False)()
+
+    def update(self, entry: CohortEntry) -> None:
+        self.done += 1
+        self.failed += entry.status != "graded"
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.done * (self.total - self.done)
+        line = (f"graded {self.done}/{self.total}, {self.failed} not gradable or failed, "
+                f"ETA {int(eta) // 60}m{int(eta) % 60:02d}s")
+        self.stream.write(("\r" + line.ljust(70)) if self.tty else line + "\n")
+        if self.tty and self.done == self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def run_parallel(tasks: list[Task], assignment: Assignment, workers: int,
+                 on_result: Callable[[CohortEntry, str], None]) -> None:
+    """Grade tasks on warm worker processes; a worker that dies costs one retry."""
+    attempts: dict[Task, int] = defaultdict(int)
+    pending = list(tasks)
+    while pending:
+        with ProcessPoolExecutor(max_workers=min(workers, len(pending)),
+                                 mp_context=get_context("spawn"), initializer=_warm_worker,
+                                 initargs=(str(assignment.root),)) as pool:
+            futures: dict[Future, Task] = {pool.submit(grade_task, t): t for t in pending}
+            pending = []
+            while futures:
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task = futures.pop(future)
+                    try:
+                        on_result(*future.result())
+                    except BrokenProcessPool:
+                        attempts[task] += 1
+                        if attempts[task] < MAX_ATTEMPTS:
+                            pending.append(task)
+                        else:
+                            on_result(CohortEntry(
+                                task.student, task.source, "error",
+                                reason="the grading worker died twice on this submission "
+                                "(out of memory?)", max_score=assignment.total_points,
+                                digest=task.digest), code_digest(Path(task.notebook)))
+
+
+def run_dask(tasks: list[Task], assignment: Assignment, address: str,
+             on_result: Callable[[CohortEntry, str], None]) -> None:
+    """Spread the tasks over a Dask cluster. Its workers must see the same paths
+    (a shared file system); each task grades in a fresh `python -m
+    autograder.cohort` process, because a Dask worker's threads must not fork
+    sandboxed runners themselves."""
+    from distributed import Client, as_completed
+
+    with Client(address) as client:
+        futures = {client.submit(grade_in_subprocess, task, str(assignment.root),
+                                 pure=False): task for task in tasks}
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                on_result(*future.result())
+            except Exception as exc:  # noqa: BLE001 - a lost worker costs one submission
+                on_result(CohortEntry(task.student, task.source, "error",
+                                      reason=f"the Dask task failed: {exc}"[:600],
+                                      max_score=assignment.total_points, digest=task.digest),
+                          code_digest(Path(task.notebook)))
+
+
+def grade_in_subprocess(task: Task, assignment_root: str) -> tuple[CohortEntry, str]:
+    """Run on a Dask worker: one submission, graded by a child Python."""
+    run = subprocess.run([sys.executable, "-m", "autograder.cohort", assignment_root,
+                          json.dumps(asdict(task))], check=False, capture_output=True,
+                         text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if run.returncode:
+        raise RuntimeError(f"grading {task.source} failed: {run.stderr[-400:]}")
+    entry, code = json.loads(run.stdout.splitlines()[-1])
+    entry["failures"] = [tuple(f) for f in entry["failures"]]
+    return CohortEntry(**entry), code
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def grade_cohort(path: Path, assignment: Assignment, out_dir: Path,
+                 workers: int | None = None, db_url: str | None = None,
+                 regrade: tuple[str, ...] = (), dask: str | None = None,
+                 progress_stream=sys.stderr) -> list[CohortEntry]:
+    """Grade what is missing (here, or on the Dask scheduler at `dask`), then
+    write every output from the store."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(db_url or f"sqlite:///{out_dir / 'results.db'}")
+    version = grader_version(assignment)
+    unpacked = Path(tempfile.mkdtemp(prefix="unpacked-", dir=out_dir))
+    try:
+        inputs = find_inputs(Path(path), assignment.name, assignment.master.name,
+                             scratch=unpacked)
+        students = {i.student for i in inputs}
+        for student in regrade:
+            if student not in students:
+                raise AssignmentError(f"--regrade {student!r}: no such student in {path}")
+            store.forget(student)
+        tasks = []
+        for item in inputs:
+            if item.notebook is None:
+                store.save(_not_gradable(item, assignment), "", version)
+                continue
+            digest = _digest(item.notebook)
+            if not store.done(item.student, digest, version):
+                tasks.append(Task(item.student, item.source, str(item.notebook), digest,
+                                  str(out_dir / "feedback" / feedback_folder(item.student))))
+        progress = Progress(len(tasks), progress_stream)
+
+        def record(entry: CohortEntry, code: str) -> None:
+            store.save(entry, code, version)
+            progress.update(entry)
+
+        if tasks and dask:
+            run_dask(tasks, assignment, dask, record)
+        elif tasks:
+            run_parallel(tasks, assignment, workers or max(1, int(usable_cpus())), record)
+    finally:
+        shutil.rmtree(unpacked, ignore_errors=True)
+    entries = _current(store, inputs, assignment)
+    write_outputs(entries, assignment, out_dir)
+    return entries
+
+
+def _not_gradable(item: Input, assignment: Assignment) -> CohortEntry:
+    return CohortEntry(item.student, item.source,
+                       "duplicate" if item.duplicate_of else "rejected", reason=item.problem,
+                       max_score=assignment.total_points)
+
+
+def _current(store: ResultStore, inputs: list[Input],
+             assignment: Assignment) -> list[CohortEntry]:
+    """The stored entry of every current input, in input order, twins flagged."""
+    stored = store.load()
+    release_code = _release_code_digest(assignment)
+    by_code: dict[str, list[str]] = defaultdict(list)
+    entries = []
+    for item in inputs:
+        entry, code = stored[item.student]
+        entries.append(entry)
+        if entry.status == "graded" and code and code != release_code:
+            by_code[code].append(entry.student)
+    for entry in entries:
+        for twins in by_code.values():
+            if entry.student in twins and len(twins) > 1:
+                others = ", ".join(t for t in twins if t != entry.student)
+                entry.flags = [f for f in entry.flags if not f.startswith("identical")]
+                entry.flags.append(f"identical code to {others[:200]}")
+    return entries
+
+
+def _release_code_digest(assignment: Assignment) -> str:
+    """Unfilled copies of the release are all alike; that is not copying."""
+    from .release import release_notebook
+
+    with tempfile.TemporaryDirectory() as tmp:
+        import nbformat
+
+        path = Path(tmp) / "release.ipynb"
+        nbformat.write(release_notebook(assignment), path)
+        return code_digest(path)
+
+
+def write_outputs(entries: list[CohortEntry], assignment: Assignment, out_dir: Path) -> None:
+    """grades.csv and report.html, from the entries alone (the store's view)."""
+    from .cohort_report import write_cohort_report
+
+    ids = [e.id for e in assignment.exercises]
+    temporary = out_dir / "grades.csv.tmp"
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["student", "source", "status", "reason", "score", "max_score",
+                         *ids, "runtime_s", "flags"])
+        for entry in entries:
+            graded = entry.status == "graded"
+            writer.writerow([entry.student, entry.source, entry.status, entry.reason,
+                             f"{entry.score:g}", f"{entry.max_score:g}",
+                             *(f"{entry.exercises.get(i, 0.0):g}" if graded else "" for i in ids),
+                             f"{entry.runtime_s:.1f}", "; ".join(entry.flags)])
+    os.replace(temporary, out_dir / "grades.csv")
+    write_cohort_report(entries, assignment, out_dir / "report.html")
+
+
+def main() -> None:
+    """`python -m autograder.cohort ASSIGNMENT TASK_JSON`: grade one task, print
+    [entry, code digest] as one JSON line (the Dask path's unit of work)."""
+    global _assignment
+    _assignment = Assignment.load(sys.argv[1])
+    entry, code = grade_task(Task(**json.loads(sys.argv[2])))
+    print(json.dumps([asdict(entry), code]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Where a cohort's results live between runs: one row per student.
+
+SQLite by default, any SQLAlchemy URL (PostgreSQL for a shared server). A
+row is written in one transaction after its submission is graded, so a run
+killed at any moment (kill -9 included) loses at most the submissions in
+flight; the next run regrades exactly those, plus any whose file or grader
+version changed.
+"""
+
+import json
+from dataclasses import asdict
+
+from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engine, select
+from sqlalchemy.engine import Engine
+
+from .outcome import CohortEntry
+
+_metadata = MetaData()
+results = Table(
+    "results", _metadata,
+    Column("student", String(400), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("max_score", Float, nullable=False),
+    Column("exercises", Text, nullable=False),  # JSON
+    Column("failures", Text, nullable=False),  # JSON
+    Column("runtime_s", Float, nullable=False),
+    Column("flags", Text, nullable=False),  # JSON
+    Column("digest", String(64), nullable=False),  # sha256 of the notebook file
+    Column("code_digest", String(64), nullable=False),  # of its code, for twins
+    Column("grader_version", String(64), nullable=False),
+)
+_JSON = ("exercises", "failures", "flags")
+
+
+class ResultStore:
+    """Graded results keyed by student, with what they were graded from."""
+
+    def __init__(self, url: str):
+        self.engine: Engine = create_engine(url)
+        _metadata.create_all(self.engine)
+
+    def done(self, student: str, digest: str, grader_version: str) -> bool:
+        """Whether this student's result is for this very file and grader."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(results.c.digest, results.c.grader_version)
+                .where(results.c.student == student)).first()
+        return row is not None and tuple(row) == (digest, grader_version)
+
+    def save(self, entry: CohortEntry, code_digest: str, grader_version: str) -> None:
+        """Replace the student's row, atomically."""
+        row = asdict(entry)
+        for key in _JSON:
+            row[key] = json.dumps(row[key])
+        row.update(code_digest=code_digest, grader_version=grader_version)
+        with self.engine.begin() as connection:
+            connection.execute(results.delete().where(results.c.student == entry.student))
+            connection.execute(results.insert().values(**row))
+
+    def forget(self, student: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(results.delete().where(results.c.student == student))
+
+    def load(self) -> dict[str, tuple[CohortEntry, str]]:
+        """student -> (entry, code digest), for every stored row."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(results)).mappings().all()
+        loaded = {}
+        for row in rows:
+            values = dict(row)
+            code_digest = values.pop("code_digest")
+            values.pop("grader_version")
+            for key in _JSON:
+                values[key] = json.loads(values[key])
+            values["failures"] = [tuple(f) for f in values["failures"]]
+            loaded[values["student"]] = (CohortEntry(**values), code_digest)
+        return loaded

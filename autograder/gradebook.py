@@ -1,0 +1,107 @@
+"""Export a graded cohort into an nbgrader gradebook, for review in formgrader.
+
+The gradebook holds what `nbgrader generate_assignment` and `nbgrader
+autograde` would have written: the assignment, its notebook and cells (as
+nbgrader's own SaveCells step records them), the students, and one submission
+per student whose grade cells carry our scores as `auto_score`. Staff can then
+open formgrader, or run `nbgrader export`, on the same database; scores they
+enter by hand (`manual_score`) take precedence there and survive a re-export.
+"""
+
+import warnings
+from pathlib import Path
+
+import nbformat
+import nbgrader
+import sqlalchemy
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from nbgrader.api import Gradebook
+from nbgrader.preprocessors import (
+    CheckCellMetadata,
+    ClearOutput,
+    ClearSolutions,
+    ComputeChecksums,
+    LockCells,
+    SaveCells,
+)
+
+from .assignment import Assignment
+from .outcome import CohortEntry
+from .release import nbgrader_config
+
+EXPORTED = ("graded", "rejected")
+
+
+def export_gradebook(entries: list[CohortEntry], assignment: Assignment, url: str) -> int:
+    """Write the cohort's scores into the gradebook at `url` (a SQLAlchemy URL,
+    e.g. ``sqlite:////course/gradebook.db``); returns the submissions written.
+
+    Graded entries get their per-exercise points, rejected ones (no gradable
+    notebook) 0 on every exercise. Duplicates (another input already stands for
+    the student) and errors (a grader fault: regrade rather than record a 0)
+    are not written, and a submission exported earlier is left as it was.
+    Re-exporting updates rows in place. Raises RuntimeError, as nbgrader does,
+    if cells were added to or removed from the master after submissions were
+    recorded (nbgrader copies the cell layout into each submission once).
+    """
+    notebook = assignment.master.stem
+    _stamp_if_new(url)
+    with Gradebook(url) as gb:
+        gb.update_or_create_assignment(assignment.name)
+    _save_cells(assignment, url)
+    written = 0
+    with Gradebook(url) as gb:
+        for entry in entries:
+            if entry.status not in EXPORTED:
+                continue
+            gb.update_or_create_student(entry.student)
+            with warnings.catch_warnings():
+                # nbgrader's add_submission builds rows before adding them to the
+                # session; SQLAlchemy 2 warns, and the cascade adds them all the same
+                warnings.filterwarnings("ignore", "Object of type", sqlalchemy.exc.SAWarning)
+                gb.update_or_create_submission(assignment.name, entry.student)
+            grades = {grade.name: grade for grade in
+                      gb.find_submission_notebook(notebook, assignment.name, entry.student).grades}
+            for exercise in assignment.exercises:
+                grade = grades[exercise.grade_id]
+                points = entry.exercises.get(exercise.id, 0.0) if entry.status == "graded" else 0.0
+                grade.auto_score = float(points)
+                # as nbgrader's SaveAutoGrades: a hand-entered score keeps the cell under review
+                grade.needs_manual_grade = grade.manual_score is not None
+            gb.db.commit()
+            written += 1
+    return written
+
+
+def _save_cells(assignment: Assignment, url: str) -> None:
+    """Record the notebook's grade, solution and source cells with nbgrader's
+    SaveCells, on the notebook as `generate_assignment` hands it that step, so
+    formgrader (which looks up a comment per solution cell) and any later
+    nbgrader command find the rows and checksums they expect."""
+    nb = nbformat.read(assignment.master, as_version=nbformat.NO_CONVERT)
+    config = nbgrader_config(assignment)
+    resources: dict = {}
+    for step in (LockCells, ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums):
+        nb, resources = step(config=config).preprocess(nb, resources)
+    resources["nbgrader"] = {"notebook": assignment.master.stem,
+                             "assignment": assignment.name, "db_url": url}
+    SaveCells(config=config).preprocess(nb, resources)
+
+
+def _stamp_if_new(url: str) -> None:
+    """Give a new database nbgrader's schema version, as Gradebook() would, but
+    in-process: Gradebook() runs the `alembic` executable from PATH for it, which
+    fails when the venv's python runs without the venv activated."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(nbgrader.__file__).parent / "alembic"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as db:
+            if not sqlalchemy.inspect(db).get_table_names():
+                db.execute(sqlalchemy.text(
+                    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+                db.execute(sqlalchemy.text("INSERT INTO alembic_version VALUES (:v)"), {"v": head})
+    finally:
+        engine.dispose()

@@ -1,0 +1,258 @@
+"""Cohort grading: every input layout, exactly-once outputs, resume after kill -9,
+changed submissions and --regrade, on the engine demo assignment (fast)."""
+
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.assignment import Assignment
+from autograder.cohort import feedback_folder, grade_cohort
+from autograder.cohort_inputs import CohortInputError, find_inputs
+from autograder.release import release_notebook
+from tests.corpus.build import variant, write
+
+ENGINE = Path(__file__).resolve().parent / "engine_assignment"
+FULL = 6.0
+
+
+@pytest.fixture(scope="module")
+def assignment():
+    return Assignment.load(ENGINE)
+
+
+def demo() -> nbformat.NotebookNode:
+    return nbformat.read(ENGINE / "master" / "demo.ipynb", as_version=4)
+
+
+def wrong_square() -> nbformat.NotebookNode:
+    return variant({"exA": "def square(x):\n    return x + x"}, demo())
+
+
+def rows(out: Path) -> dict[str, dict]:
+    with open(out / "grades.csv", newline="", encoding="utf-8") as handle:
+        listed = list(csv.DictReader(handle))
+    students = [r["student"] for r in listed]
+    assert len(students) == len(set(students)), "a student appears twice in grades.csv"
+    return {r["student"]: r for r in listed}
+
+
+def graded_now(progress: io.StringIO) -> int:
+    """How many submissions this run graded (its last progress line)."""
+    lines = progress.getvalue().split()
+    return int(next(w for w in reversed(lines) if "/" in w).split("/")[0]) if lines else 0
+
+
+def test_a_folder_of_notebooks_with_every_kind_of_bad_entry(assignment, tmp_path):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    write(demo(), cohort / "alice.ipynb")
+    write(wrong_square(), cohort / "bob.ipynb")
+    write(release_notebook(assignment), cohort / "carol.ipynb")  # nothing filled in
+    (cohort / "dave.ipynb").write_text("{ not json")
+    (cohort / "erin.pdf").write_bytes(b"%PDF-1.4")
+    (cohort / "frank").mkdir()  # a student folder with no notebook
+    (cohort / "gina").mkdir()  # a student folder with two unrelated notebooks
+    write(demo(), cohort / "gina" / "a.ipynb")
+    write(demo(), cohort / "gina" / "b.ipynb")
+    (cohort / "hank").mkdir()  # a student folder holding the notebook
+    write(demo(), cohort / "hank" / "demo.ipynb")
+    write(demo(), cohort / "ALICE.ipynb")  # the same student again: sorts first, is graded
+    out = tmp_path / "out"
+    progress = io.StringIO()
+    entries = grade_cohort(cohort, assignment, out, workers=2, progress_stream=progress)
+    table = rows(out)
+    assert len(table) == len(entries) == 9  # every input exactly once
+    assert table["ALICE"]["status"] == "graded" and float(table["ALICE"]["score"]) == FULL
+    assert float(table["bob"]["A"]) == 0.0 and float(table["bob"]["score"]) == FULL - 3
+    assert float(table["carol"]["score"]) == 0.0
+    assert table["dave"]["status"] == "rejected" and "not valid JSON" in table["dave"]["reason"]
+    assert table["erin"]["status"] == "rejected" and "not a notebook" in table["erin"]["reason"]
+    assert "no notebook" in table["frank"]["reason"]
+    assert "2 notebooks" in table["gina"]["reason"]
+    assert float(table["hank"]["score"]) == FULL
+    duplicates = [r for r in table.values() if r["status"] == "duplicate"]
+    assert len(duplicates) == 1 and duplicates[0]["source"] == "alice.ipynb"
+    assert "ALICE.ipynb" in duplicates[0]["reason"]
+    assert "identical code to hank" in table["ALICE"]["flags"]  # the same notebook twice
+    assert table["carol"]["flags"] == ""  # unfilled copies are alike, not copied
+    assert graded_now(progress) == 5  # ALICE, bob, carol, dave, hank
+    for student in ("ALICE", "bob", "hank"):
+        assert (out / "feedback" / feedback_folder(student) / "feedback.html").is_file()
+    assert (out / "report.html").is_file()
+
+
+def test_nbgrader_submitted_layout(assignment, tmp_path):
+    submitted = tmp_path / "course" / "submitted"
+    for student, nb in (("s001", demo()), ("s002", wrong_square())):
+        folder = submitted / student / assignment.name
+        folder.mkdir(parents=True)
+        write(nb, folder / "demo.ipynb")
+    (submitted / "s003" / "ps1").mkdir(parents=True)  # the one folder, named otherwise, empty
+    for name in ("ps1", "ps2"):
+        (submitted / "s004" / name).mkdir(parents=True)
+    out = tmp_path / "out"
+    grade_cohort(tmp_path / "course", assignment, out, workers=1, progress_stream=io.StringIO())
+    table = rows(out)
+    assert float(table["s001"]["score"]) == FULL and float(table["s002"]["A"]) == 0.0
+    assert table["s003"]["status"] == "rejected" and "no notebook" in table["s003"]["reason"]
+    assert "engine_demo" in table["s004"]["reason"] and "ps1, ps2" in table["s004"]["reason"]
+
+
+def _gradescope_export(root: Path) -> Path:
+    export = root / "assignment_1234_export"
+    for sid, nb in (("1001", demo()), ("1002", wrong_square())):
+        (export / f"submission_{sid}").mkdir(parents=True)
+        write(nb, export / f"submission_{sid}" / "demo.ipynb")
+    (export / "submission_1003").mkdir()  # listed, uploaded a PDF only
+    (export / "submission_1003" / "report.pdf").write_bytes(b"%PDF")
+    (export / "submission_metadata.yml").write_text(
+        "submission_1001:\n  :submitters:\n  - :name: Ada L\n    :sid: A1\n    :email: a@x.edu\n"
+        "  :score: 0.0\nsubmission_1002:\n  :submitters:\n  - :name: Bo\n    :sid: ''\n"
+        "    :email: bo@x.edu\n  - :name: Cy\n    :sid: C3\n    :email: cy@x.edu\n"
+        "submission_1003:\n  :submitters:\n  - :name: Di\n    :sid: D4\n")
+    return export
+
+
+def test_gradescope_export_folder_and_zip(assignment, tmp_path):
+    export = _gradescope_export(tmp_path / "folder")
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(export.parent.rglob("*")):
+            zipped.write(path, path.relative_to(export.parent))
+    for source in (export, archive):
+        out = tmp_path / f"out-{source.name}"
+        grade_cohort(source, assignment, out, workers=1, progress_stream=io.StringIO())
+        table = rows(out)
+        assert set(table) == {"A1", "bo@x.edu+C3", "D4"}  # a group is its members' ids
+        assert float(table["A1"]["score"]) == FULL
+        assert float(table["bo@x.edu+C3"]["A"]) == 0.0
+        assert "no notebook" in table["D4"]["reason"]
+        assert not list(out.glob("unpacked-*"))  # the zip's scratch copy is gone
+
+
+def test_an_unsafe_zip_is_refused(assignment, tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("../../escaped.ipynb", "{}")
+    with pytest.raises(CohortInputError, match="unsafe path"):
+        find_inputs(archive, assignment.name, "demo.ipynb", scratch=tmp_path)
+    assert not (tmp_path.parent / "escaped.ipynb").exists()
+
+
+def test_rerun_grades_only_what_changed_and_regrade_forces_one(assignment, tmp_path):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    for name in ("ann", "ben", "cat"):
+        write(demo(), cohort / f"{name}.ipynb")
+    out = tmp_path / "out"
+    first = io.StringIO()
+    grade_cohort(cohort, assignment, out, workers=2, progress_stream=first)
+    assert graded_now(first) == 3
+    again = io.StringIO()
+    grade_cohort(cohort, assignment, out, workers=2, progress_stream=again)
+    assert graded_now(again) == 0
+    write(wrong_square(), cohort / "ben.ipynb")  # ben resubmits
+    changed = io.StringIO()
+    grade_cohort(cohort, assignment, out, workers=2, progress_stream=changed)
+    assert graded_now(changed) == 1 and float(rows(out)["ben"]["A"]) == 0.0
+    forced = io.StringIO()
+    grade_cohort(cohort, assignment, out, workers=1, regrade=("cat",), progress_stream=forced)
+    assert graded_now(forced) == 1
+    with pytest.raises(ValueError, match="no such student"):
+        grade_cohort(cohort, assignment, out, regrade=("zed",), progress_stream=io.StringIO())
+
+
+def test_resume_after_kill_9_grades_each_submission_exactly_once(assignment, tmp_path):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    names = [f"s{i:02d}" for i in range(8)]
+    for i, name in enumerate(names):
+        write(demo() if i % 2 else wrong_square(), cohort / f"{name}.ipynb")
+    out = tmp_path / "out"
+    run = subprocess.Popen([sys.executable, "-m", "autograder", "cohort", str(cohort),
+                            "--assignment", str(ENGINE), "--out", str(out), "--workers", "1"],
+                           env={**os.environ, "OMP_NUM_THREADS": "1"},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    database = out / "results.db"
+    deadline = time.monotonic() + 120
+    stored = 0
+    while time.monotonic() < deadline and stored < 2:
+        time.sleep(0.2)
+        if database.exists():
+            try:
+                with sqlite3.connect(database) as connection:
+                    stored = connection.execute(
+                        "select count(*) from results where status = 'graded'").fetchone()[0]
+            except sqlite3.Error:
+                continue
+    os.killpg(run.pid, signal.SIGKILL)  # the whole run, workers included, mid-grading
+    run.wait()
+    assert 2 <= stored < len(names), "the run finished before it could be killed"
+    with sqlite3.connect(database) as connection:
+        survived = connection.execute("select count(*) from results").fetchone()[0]
+    resumed = io.StringIO()
+    grade_cohort(cohort, assignment, out, workers=2, progress_stream=resumed)
+    assert graded_now(resumed) == len(names) - survived
+    table = rows(out)
+    assert sorted(table) == names
+    for i, name in enumerate(names):
+        assert float(table[name]["score"]) == (FULL if i % 2 else FULL - 3), name
+
+
+def test_cohort_command_line(tmp_path):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    write(demo(), cohort / "zoe.ipynb")
+    gradebook = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    result = subprocess.run([sys.executable, "-m", "autograder", "cohort", str(cohort),
+                             "--assignment", str(ENGINE), "--out", str(tmp_path / "out"),
+                             "--workers", "1", "--gradebook", gradebook], check=False,
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "1 inputs: 1 graded" in result.stdout and "graded 1/1" in result.stderr
+    assert "1 submissions exported to the nbgrader gradebook" in result.stdout
+    from nbgrader.api import Gradebook
+
+    with Gradebook(gradebook) as book:
+        assert book.find_submission("engine_demo", "zoe").score == FULL
+    report = json.loads((tmp_path / "out" / "feedback" / "zoe" / "results.json").read_text())
+    assert report["score"] == FULL
+    missing = subprocess.run([sys.executable, "-m", "autograder", "cohort",
+                              str(tmp_path / "nowhere"), "--assignment", str(ENGINE),
+                              "--out", str(tmp_path / "o2")], check=False,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_the_dask_path_on_a_local_cluster(assignment, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    for name, nb in (("uma", demo()), ("vic", wrong_square()), ("wes", demo())):
+        write(nb, cohort / f"{name}.ipynb")
+    (cohort / "xan.txt").write_text("not a notebook")
+    out = tmp_path / "out"
+    progress = io.StringIO()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        grade_cohort(cohort, assignment, out, dask=cluster.scheduler_address,
+                     progress_stream=progress)
+    assert graded_now(progress) == 3
+    table = rows(out)
+    assert {k: (v["status"], float(v["score"])) for k, v in table.items()} == {
+        "uma": ("graded", FULL), "vic": ("graded", FULL - 3), "wes": ("graded", FULL),
+        "xan": ("rejected", 0.0)}
+    assert (out / "feedback" / "vic" / "feedback.html").is_file()
