@@ -32,6 +32,7 @@ class Budgets:
     call_timeout_s: float = 60.0
     memory_mb: int = 6144
     disk_mb: int = 512
+    disk_files: int = 10_000
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ def policy_for(assignment: Assignment) -> ExecutionPolicy:
                            total_timeout_s=budgets.total_timeout_s,
                            call_timeout_s=budgets.call_timeout_s,
                            limits=Limits(cpu_seconds=cpu, memory_mb=budgets.memory_mb,
-                                         disk_mb=budgets.disk_mb))
+                                         disk_mb=budgets.disk_mb,
+                                         disk_files=budgets.disk_files))
 
 
 def usable_cpus() -> float:
