@@ -25,12 +25,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
+from multiprocessing.util import Finalize
 from pathlib import Path
 
 from .assignment import Assignment, AssignmentError
 from .cohort_inputs import Input, find_inputs
 from .cohort_store import ResultStore
-from .grader import grade, grader_version, usable_cpus, warm_up
+from .grader import RunnerSupply, grade, grader_version, usable_cpus, warm_up
 from .outcome import CohortEntry, GradeReport
 from .submission import SubmissionError, load
 
@@ -90,12 +91,16 @@ def entry_from(report: GradeReport, task: Task) -> CohortEntry:
 
 
 _assignment: Assignment | None = None
+_runners: RunnerSupply | None = None
 
 
 def _warm_worker(assignment_root: str) -> None:
-    """Runs once per worker: everything a first submission would pay for."""
-    global _assignment
+    """Runs once per worker: everything a first submission would pay for, and
+    a runner started ahead for it (then one ahead of each next submission)."""
+    global _assignment, _runners
     _assignment = Assignment.load(assignment_root)
+    _runners = RunnerSupply(_assignment, spare=True)
+    Finalize(_runners, _runners.close, exitpriority=10)  # the spare dies with the worker
     from . import plugin, session  # noqa: F401 - the imports are the point
 
     if _assignment.hidden is not None:
@@ -105,7 +110,7 @@ def _warm_worker(assignment_root: str) -> None:
 def grade_task(task: Task) -> tuple[CohortEntry, str]:
     """In a worker: grade one submission into its feedback folder."""
     try:
-        report = grade(task.notebook, _assignment, task.feedback)
+        report = grade(task.notebook, _assignment, task.feedback, runners=_runners)
         entry = entry_from(report, task)
     except Exception:  # noqa: BLE001 - one grader fault must not end the cohort
         entry = CohortEntry(task.student, task.source, "error",
@@ -214,6 +219,8 @@ def grade_cohort(path: Path, assignment: Assignment, out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     store = ResultStore(db_url or f"sqlite:///{out_dir / 'results.db'}")
     version = grader_version(assignment)
+    for stale in out_dir.glob("unpacked-*"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     unpacked = Path(tempfile.mkdtemp(prefix="unpacked-", dir=out_dir))
     try:
         inputs = find_inputs(Path(path), assignment.name, assignment.master.name,
@@ -278,11 +285,11 @@ def _current(store: ResultStore, inputs: list[Input],
 
 def _release_code_digest(assignment: Assignment) -> str:
     """Unfilled copies of the release are all alike; that is not copying."""
+    import nbformat
+
     from .release import release_notebook
 
     with tempfile.TemporaryDirectory() as tmp:
-        import nbformat
-
         path = Path(tmp) / "release.ipynb"
         nbformat.write(release_notebook(assignment), path)
         return code_digest(path)

@@ -98,10 +98,44 @@ def warm_up(suite: Path, report: GradeReport) -> None:
         report.staff_notes.append("warmup.py failed: " + traceback.format_exc()[-1500:])
 
 
+class RunnerSupply:
+    """Started runners, each in a fresh scratch folder.
+
+    With `spare`, one more runner starts as soon as one is taken: a cohort
+    worker grades the next submission with a runner whose imports (torch,
+    IPython: seconds) happened while it graded this one. A runner knows
+    nothing of its submission until the session sends the cells.
+    """
+
+    def __init__(self, assignment: Assignment, spare: bool = False):
+        self.assignment, self.spare = assignment, spare
+        self.limits = policy_for(assignment).limits
+        self._next: tuple[Workspace, RunnerProcess] | None = None
+
+    def _start(self) -> tuple[Workspace, RunnerProcess]:
+        workspace = Workspace(self.assignment.root, self.assignment.release_include,
+                              self.assignment.release_notebook_dir)
+        return workspace, RunnerProcess(workspace, self.limits)
+
+    def take(self) -> tuple[Workspace, RunnerProcess]:
+        ready, self._next = self._next or self._start(), None
+        if self.spare:
+            self._next = self._start()
+        return ready
+
+    def close(self) -> None:
+        if self._next is not None:
+            workspace, runner = self._next
+            runner.stop()
+            workspace.remove()
+            self._next = None
+
+
 def grade(submission_path: str | Path, assignment: Assignment,
-          out_dir: str | Path | None = None, suite: Path | None = None) -> GradeReport:
+          out_dir: str | Path | None = None, suite: Path | None = None,
+          runners: RunnerSupply | None = None) -> GradeReport:
     """Grade one notebook file with `suite` (default: the hidden one); write the
-    outputs into out_dir if given.
+    outputs into out_dir if given. `runners` may hold a runner started early.
 
     Never raises for a bad submission: an ungradable file becomes a
     "rejected" report with score 0 and the reason.
@@ -117,7 +151,8 @@ def grade(submission_path: str | Path, assignment: Assignment,
         suite = suite or assignment.hidden
         if suite is None:
             raise AssignmentError(f"assignment {assignment.name} has no suite to grade with")
-        _grade_submission(submission, assignment, suite, report)
+        _grade_submission(submission, assignment, suite, report,
+                          runners or RunnerSupply(assignment))
     report.execution_time = round(time.monotonic() - started, 3)
     if out_dir is not None:
         write_outputs(report, Path(out_dir))
@@ -144,11 +179,9 @@ def _blank_report(name: str, assignment: Assignment) -> GradeReport:
 
 
 def _grade_submission(submission: Submission, assignment: Assignment, suite: Path,
-                      report: GradeReport) -> None:
-    workspace = Workspace(assignment.root, assignment.release_include,
-                          assignment.release_notebook_dir)
+                      report: GradeReport, runners: RunnerSupply) -> None:
+    workspace, runner = runners.take()
     policy = policy_for(assignment)
-    runner = RunnerProcess(workspace, policy.limits)
     # Imported only now: torch and pytest load here while the runner loads its own.
     from .plugin import run_suite
     from .session import NotebookSession
