@@ -5,6 +5,7 @@ grader's sandboxed runner: it trusts the notebook.
 """
 
 import os
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -13,9 +14,20 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = ROOT / "assignments" / "krylov_hessian"
 MASTER = ASSIGNMENT / "master" / "01_krylov.ipynb"
-# The read-only course material: beside the checkout, or where CI's clean clone can find it.
-SHARED = next((p for p in (ROOT.parent / "shared", Path("/work/shared")) if p.is_dir()),
-              ROOT.parent / "shared")
+
+
+def _shared() -> Path:
+    """The read-only course material: beside this checkout, or beside the
+    checkout it was cloned from (CI grades a clean clone made elsewhere)."""
+    candidates = [ROOT.parent / "shared"]
+    origin = subprocess.run(["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
+                            check=False, capture_output=True, text=True).stdout.strip()
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared")
+    return next((p for p in candidates if p.is_dir()), candidates[0])
+
+
+SHARED = _shared()
 
 
 def execute(nb: nbformat.NotebookNode, workdir: Path, timeout: int = 300) -> nbformat.NotebookNode:
