@@ -7,7 +7,6 @@ Linear-Tanh-Linear, the same matrix in a fraction of the time) for the
 1,930-parameter tiny MLP on the 500 MNIST samples.
 """
 
-import copy
 import functools
 import math
 
@@ -17,41 +16,11 @@ import torch.nn.functional as F
 from src.data import load_mnist_7x7
 from src.tiny_models import tiny_mlp
 from torch import nn
-from torch.func import functional_call, hessian
-
-
-def _vector(value, what: str) -> torch.Tensor:
-    """A list, tuple or tensor of numbers as a flat, finite fp64 tensor."""
-    if isinstance(value, (list, tuple)):
-        items = [v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v
-                 for v in value]
-        assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items), \
-            f"{what} should hold numbers only"
-        value = torch.tensor(items, dtype=torch.float64)
-    assert isinstance(value, torch.Tensor), \
-        f"{what} should be a list or tensor of numbers, got {type(value).__name__}"
-    value = value.detach().reshape(-1).double()
-    assert torch.isfinite(value).all(), f"{what} contains NaN or infinite entries"
-    return value
+from visible_checks import dense_hessian, vector
 
 
 def _top_magnitudes(values: torch.Tensor, n: int) -> torch.Tensor:
     return values.abs().sort(descending=True).values[:n]
-
-
-def _toy_hessian(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The mean cross-entropy Hessian by torch.func.hessian, in fp64."""
-    model = copy.deepcopy(model).double()
-    shapes = [(name, p.shape) for name, p in model.named_parameters()]
-
-    def loss(flat: torch.Tensor) -> torch.Tensor:
-        params, start = {}, 0
-        for name, shape in shapes:
-            params[name] = flat[start:start + shape.numel()].view(shape)
-            start += shape.numel()
-        return F.cross_entropy(functional_call(model, params, (X.double(),)), y)
-
-    return hessian(loss)(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
 
 
 def mlp_hessian(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -147,7 +116,7 @@ def _model_mnist(student) -> nn.Sequential:
 
 
 @pytest.mark.check(exercise="2.3", weight=2)
-def test_top_eig_of_the_toy_hessian(student):
+def test_top_eig_of_thedense_hessian(student):
     """top_eig is the largest-magnitude eigenvalue of the toy MLP's Hessian"""
     model, X, y = _notebook_toy(student)
     value = student.get("top_eig")
@@ -155,7 +124,7 @@ def test_top_eig_of_the_toy_hessian(student):
         value = value.item()
     assert isinstance(value, (int, float)) and not isinstance(value, bool) \
         and math.isfinite(value), f"top_eig should be a finite number, got {value!r:.60}"
-    truth = _top_magnitudes(torch.linalg.eigvalsh(_toy_hessian(model, X, y)), 1).item()
+    truth = _top_magnitudes(torch.linalg.eigvalsh(dense_hessian(model, X, y)), 1).item()
     # fp32 power iteration on this Hessian gets ~1e-6 relative.
     assert abs(abs(value) - truth) <= 1e-3 * truth, \
         "top_eig is not the largest-magnitude eigenvalue of the Hessian of the toy model's " \
@@ -168,17 +137,17 @@ def test_top_eig_of_the_toy_hessian(student):
 def _toy_errors(student) -> torch.Tensor:
     """Relative errors of |eigvals_k| (in the order found) against the true top-10 |lambda|."""
     model, X, y = _notebook_toy(student)
-    eigvals_k = _vector(student.get("eigvals_k"), "eigvals_k")
+    eigvals_k = vector(student.get("eigvals_k"), "eigvals_k")
     assert eigvals_k.numel() == 10, \
         f"eigvals_k should hold the k = 10 deflated eigenvalues, got {eigvals_k.numel()}"
-    truth = _top_magnitudes(torch.linalg.eigvalsh(_toy_hessian(model, X, y)), 10)
+    truth = _top_magnitudes(torch.linalg.eigvalsh(dense_hessian(model, X, y)), 10)
     return (eigvals_k.abs() - truth).abs() / truth
 
 
 @pytest.mark.check(exercise="3.2", weight=1)
 def test_rel_err_matches_eigvals_k(student):
     """rel_err holds the relative errors of eigvals_k against the true top-10 |lambda|"""
-    rel_err = _vector(student.get("rel_err"), "rel_err")
+    rel_err = vector(student.get("rel_err"), "rel_err")
     assert rel_err.numel() == 10, f"rel_err should have 10 entries, got {rel_err.numel()}"
     assert (rel_err >= 0).all(), "rel_err should hold non-negative relative errors"
     expected = _toy_errors(student)
@@ -202,7 +171,7 @@ def test_deflation_to_k10_is_mostly_accurate(student):
 
 
 def _ritz_top(student, name: str, n: int) -> torch.Tensor:
-    values = _vector(student.get(name), name)
+    values = vector(student.get(name), name)
     assert values.numel() >= 10, \
         f"{name} should hold the 30 Ritz values (at least 10), got {values.numel()}"
     return _top_magnitudes(values, n)

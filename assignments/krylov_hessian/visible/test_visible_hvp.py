@@ -5,14 +5,12 @@ torch.func.hessian in fp64, on a small toy_mlp and batch built below from
 fixed seeds. Errors are relative, in the 2-norm over the whole vector.
 """
 
-import copy
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from src.tiny_models import count_params, toy_mlp
-from torch.func import functional_call, hessian
+from visible_checks import dense_hessian
 
 AUTODIFF_HVPS = {"1.1": "hvp_double_backward", "1.2": "hvp_jvp_of_grad"}
 FD_NAME = "hvp_finite_difference"
@@ -38,18 +36,7 @@ def _case(dtype: torch.dtype):
 
 def _dense_hvp(model, X, y, v) -> torch.Tensor:
     """H v with H = torch.func.hessian of the mean cross-entropy, all in fp64."""
-    model = copy.deepcopy(model).double()
-    shapes = [(name, p.shape) for name, p in model.named_parameters()]
-
-    def loss(flat: torch.Tensor) -> torch.Tensor:
-        params, start = {}, 0
-        for name, shape in shapes:
-            params[name] = flat[start:start + shape.numel()].view(shape)
-            start += shape.numel()
-        return F.cross_entropy(functional_call(model, params, (X.double(),)), y)
-
-    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-    return hessian(loss)(theta) @ v.double()
+    return dense_hessian(model, X, y) @ v.double()
 
 
 def _as_hvp(value, name: str, dim: int) -> torch.Tensor:

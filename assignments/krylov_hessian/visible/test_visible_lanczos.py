@@ -9,61 +9,30 @@ fp32 work (roundoff 6e-8; a fp32 basis is orthonormal to a few 1e-7).
 """
 
 import functools
-import math
 
 import pytest
 import torch
+from visible_checks import rotated, vector
 
 from autograder.session import StudentError
-
-
-def _number(value, what: str) -> float:
-    if isinstance(value, torch.Tensor):
-        assert value.numel() == 1, \
-            f"{what} should be a single number, got a tensor of shape {tuple(value.shape)}"
-        value = value.item()
-    assert isinstance(value, (int, float)) and not isinstance(value, bool), \
-        f"{what} should be a number, got {type(value).__name__}"
-    assert math.isfinite(value), f"{what} is NaN or infinite"
-    return float(value)
-
-
-def _vector(value, what: str, length: int) -> torch.Tensor:
-    if isinstance(value, (list, tuple)):
-        value = torch.tensor([_number(v, f"each entry of {what}") for v in value],
-                             dtype=torch.float64)
-    assert isinstance(value, torch.Tensor), \
-        f"{what} should be a list or tensor of numbers, got {type(value).__name__}"
-    value = value.detach().reshape(-1).double()
-    assert value.numel() == length, f"{what} should have {length} entries, got {value.numel()}"
-    assert torch.isfinite(value).all(), f"{what} contains NaN or infinite entries"
-    return value
-
-
-def _rotated(eigs: list[float], seed: int) -> torch.Tensor:
-    """Q diag(eigs) Q^T in fp64 for a random orthogonal Q drawn from `seed`."""
-    n = len(eigs)
-    g = torch.Generator().manual_seed(seed)
-    Q = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
-    return Q @ torch.diag(torch.tensor(eigs, dtype=torch.float64)) @ Q.T
 
 
 @functools.cache
 def _spread() -> torch.Tensor:
     """100 x 100, eigenvalues evenly spread over [-3, 5]: nothing converges in a few steps."""
-    return _rotated(torch.linspace(-3.0, 5.0, 100).tolist(), seed=41)
+    return rotated(torch.linspace(-3.0, 5.0, 100).tolist(), seed=41)
 
 
 @functools.cache
 def _small() -> torch.Tensor:
     """10 x 10, eigenvalues evenly spaced in [-2, 5]."""
-    return _rotated(torch.linspace(-2.0, 5.0, 10).tolist(), seed=43)
+    return rotated(torch.linspace(-2.0, 5.0, 10).tolist(), seed=43)
 
 
 @functools.cache
 def _extremes() -> torch.Tensor:
     """100 x 100, isolated extreme eigenvalues 7 and -5 over a bulk in [-2, 3]."""
-    return _rotated([7.0, -5.0] + torch.linspace(-2.0, 3.0, 98).tolist(), seed=47)
+    return rotated([7.0, -5.0] + torch.linspace(-2.0, 3.0, 98).tolist(), seed=47)
 
 
 @functools.cache
@@ -104,7 +73,7 @@ def _lanczos(student, name: str, A: torch.Tensor, k: int, *, seed: int = 0,
 
 def _ritz(value, k: int, call: str) -> torch.Tensor:
     """The Ritz values, ascending, whatever order or container was used."""
-    return _vector(value, f"the Ritz values returned by {call}", k).sort().values
+    return vector(value, f"the Ritz values returned by {call}", k).sort().values
 
 
 def _basis(value, dim: int, k: int, call: str) -> torch.Tensor:
@@ -241,7 +210,7 @@ def test_orth_history_measures_the_returned_basis(student):
     (_, Q, history), _, call = _lanczos(student, "lanczos_track_orth", _notebook_a40(), 40,
                                         reorth="none")
     Q = _basis(Q, 40, 40, call)
-    history = _vector(history, f"the orth_history returned by {call}", 40)
+    history = vector(history, f"the orth_history returned by {call}", 40)
     assert history[0].item() <= 1e-5, \
         f"orth_history[0] from {call} should be ~0: one unit vector is orthonormal"
     matches = [bool(((history - expected).abs() <= 1e-4 + 5e-2 * expected).all())

@@ -11,41 +11,9 @@ import math
 
 import pytest
 import torch
+from visible_checks import number, rotated, vector
 
 from autograder.session import StudentError
-
-
-def _number(value, what: str) -> float:
-    if isinstance(value, torch.Tensor):
-        assert value.numel() == 1, \
-            f"{what} should be a single number, got a tensor of shape {tuple(value.shape)}"
-        value = value.item()
-    assert isinstance(value, (int, float)) and not isinstance(value, bool), \
-        f"{what} should be a number, got {type(value).__name__}"
-    assert math.isfinite(value), f"{what} is NaN or infinite"
-    return float(value)
-
-
-def _vector(value, what: str, length: int | None = None) -> torch.Tensor:
-    if isinstance(value, (list, tuple)):
-        value = torch.tensor([_number(v, f"each entry of {what}") for v in value],
-                             dtype=torch.float64)
-    assert isinstance(value, torch.Tensor), \
-        f"{what} should be a list or tensor of numbers, got {type(value).__name__}"
-    value = value.detach().reshape(-1).double()
-    if length is not None:
-        assert value.numel() == length, \
-            f"{what} should have {length} entries, got {value.numel()}"
-    assert torch.isfinite(value).all(), f"{what} contains NaN or infinite entries"
-    return value
-
-
-def _rotated(eigs: list[float], seed: int) -> torch.Tensor:
-    """Q diag(eigs) Q^T in fp64 for a random orthogonal Q drawn from `seed`."""
-    n = len(eigs)
-    g = torch.Generator().manual_seed(seed)
-    Q = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
-    return Q @ torch.diag(torch.tensor(eigs, dtype=torch.float64)) @ Q.T
 
 
 def _diag(eigs: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -90,7 +58,7 @@ def _power(student, A: torch.Tensor, **kwargs):
 POWER_CASES = (
     ("diag(5, 2, 1, ..., 1) in fp32", _diag([5.0, 2.0] + [1.0] * 8)),
     ("a 30 x 30 fp64 matrix whose dominant eigenvalue is negative",
-     _rotated([-8.0, 5.0] + torch.linspace(-2.0, 2.0, 28).tolist(), seed=21)),
+     rotated([-8.0, 5.0] + torch.linspace(-2.0, 2.0, 28).tolist(), seed=21)),
 )
 
 
@@ -99,7 +67,7 @@ def test_top_eigenvalue_with_its_sign(student):
     """power_iteration returns the largest-magnitude eigenvalue, with its sign"""
     for label, A in POWER_CASES:
         result, _, call = _power(student, A, num_iters=300, seed=0)
-        eig = _number(result[0], f"the eigenvalue returned by {call}")
+        eig = number(result[0], f"the eigenvalue returned by {call}")
         truth = _top(torch.linalg.eigvalsh(A.double()), 1).item()
         assert abs(eig - truth) <= 1e-4 * abs(truth), \
             f"{call} on {label} did not return its largest-magnitude eigenvalue with its " \
@@ -112,7 +80,7 @@ def test_unit_top_eigenvector(student):
     """the returned vector is a unit eigenvector of the top eigenvalue (either sign)"""
     for label, A in POWER_CASES:
         result, _, call = _power(student, A, num_iters=300, seed=0)
-        vec = _vector(result[1], f"the vector returned by {call}", A.shape[0])
+        vec = vector(result[1], f"the vector returned by {call}", A.shape[0])
         assert abs(vec.norm().item() - 1) < 1e-3, \
             f"the vector returned by {call} on {label} does not have unit norm"
         truth = _top(torch.linalg.eigvalsh(A.double()), 1).item()
@@ -143,7 +111,7 @@ def test_history_and_tol(student):
     """history holds per-step |changes| of the estimate and the loop stops below tol"""
     A = _diag([10.0, 9.0] + [1.0] * 8)
     result, _, call = _power(student, A, num_iters=200, tol=1e-2, seed=0)
-    history = _vector(result[2], f"the history returned by {call}")
+    history = vector(result[2], f"the history returned by {call}")
     assert 1 <= history.numel() <= 200, \
         f"the history returned by {call} should hold one entry per iteration, at most num_iters"
     assert (history >= 0).all(), \
@@ -194,10 +162,10 @@ def test_changes_decay_at_the_rayleigh_rate(student):
     """the changes of the estimate decay like |l2/l1|^(2k) (l1 = 10, l2 = 8)"""
     # Both eigenvalues are repeated (5 and 10 times), so any random start vector has a
     # sizeable part in each eigenspace and the decay reaches its asymptotic rate early.
-    A = _rotated([10.0] * 5 + [8.0] * 10 + torch.linspace(0.0, 1.0, 25).tolist(), seed=22)
+    A = rotated([10.0] * 5 + [8.0] * 10 + torch.linspace(0.0, 1.0, 25).tolist(), seed=22)
     result, _, call = _power(student, A, num_iters=200, seed=0)
-    eig = _number(result[0], f"the eigenvalue returned by {call}")
-    history = _vector(result[2], f"the history returned by {call}")
+    eig = number(result[0], f"the eigenvalue returned by {call}")
+    history = vector(result[2], f"the history returned by {call}")
     slope = _decay_slope(history, eig)
     assert slope is not None, \
         f"the history returned by {call} does not hold enough decreasing changes to " \
@@ -216,13 +184,13 @@ DEFLATION_EIGS = [9.0, -6.0, 4.0] + torch.linspace(-1.5, 1.5, 27).tolist()
 
 
 def _deflated(student, k: int, num_iters_per: int = 300):
-    A = _rotated(DEFLATION_EIGS, seed=31)
+    A = rotated(DEFLATION_EIGS, seed=31)
     result, _, call = _call(student, "power_iteration_deflated", A, k,
                              budget=3 * k * (num_iters_per + 2) + 10,
                              num_iters_per=num_iters_per, seed=0)
     assert isinstance(result, (tuple, list)) and len(result) == 2, \
         f"{call} should return a tuple (eigvals, eigvecs), got {type(result).__name__}"
-    eigvals = _vector(result[0], f"the eigenvalues returned by {call}")
+    eigvals = vector(result[0], f"the eigenvalues returned by {call}")
     assert eigvals.numel() == k, f"{call} returned {eigvals.numel()} eigenvalues, not k = {k}"
     return A, eigvals, result[1], call
 

@@ -5,35 +5,10 @@ cells use, with the truth computed by torch in fp64. Passing them is a
 sanity check, not a guarantee: the grader runs further hidden checks.
 """
 
-import math
 
 import pytest
 import torch
-
-
-def _number(value, what: str) -> float:
-    """A scalar answer (float, int, or a one-element tensor) as a float."""
-    if isinstance(value, torch.Tensor):
-        assert value.numel() == 1, \
-            f"{what} should be a single number, got a tensor of shape {tuple(value.shape)}"
-        value = value.item()
-    assert isinstance(value, (int, float)) and not isinstance(value, bool), \
-        f"{what} should be a number, got {type(value).__name__}"
-    assert math.isfinite(value), f"{what} is NaN or infinite"
-    return float(value)
-
-
-def _vector(value, what: str, length: int) -> torch.Tensor:
-    """A list, tuple or tensor of numbers as a flat fp64 tensor of the given length."""
-    if isinstance(value, (list, tuple)):
-        value = torch.tensor([_number(v, f"each entry of {what}") for v in value],
-                             dtype=torch.float64)
-    assert isinstance(value, torch.Tensor), \
-        f"{what} should be a list or tensor of numbers, got {type(value).__name__}"
-    value = value.detach().reshape(-1).double()
-    assert value.numel() == length, f"{what} should have {length} entries, got {value.numel()}"
-    assert torch.isfinite(value).all(), f"{what} contains NaN or infinite entries"
-    return value
+from visible_checks import number, vector
 
 
 def _exercise_matrix() -> torch.Tensor:
@@ -55,7 +30,7 @@ def _conditioned_spd(n: int, kappa: float, seed: int = 0) -> torch.Tensor:
 @pytest.mark.check(exercise="0.1", weight=1)
 def test_op_norm(student):
     """op_norm is the spectral norm of the matrix A of Exercise 0.1"""
-    value = _number(student.get("op_norm"), "op_norm")
+    value = number(student.get("op_norm"), "op_norm")
     truth = torch.linalg.svdvals(_exercise_matrix().double())[0].item()
     assert abs(value - truth) <= 1e-4 * truth, \
         "op_norm is not the largest singular value of A: use " \
@@ -65,7 +40,7 @@ def test_op_norm(student):
 @pytest.mark.check(exercise="0.1", weight=1)
 def test_fro_norm(student):
     """fro_norm is the Frobenius norm of the matrix A of Exercise 0.1"""
-    value = _number(student.get("fro_norm"), "fro_norm")
+    value = number(student.get("fro_norm"), "fro_norm")
     truth = _exercise_matrix().double().square().sum().sqrt().item()
     assert abs(value - truth) <= 1e-4 * truth, \
         "fro_norm is not sqrt(sum of the squared entries) of A: use " \
@@ -75,8 +50,8 @@ def test_fro_norm(student):
 @pytest.mark.check(exercise="0.2", weight=2)
 def test_x_hat_solves_the_last_system(student):
     """x_hat solves the last system of the sweep (kappa = 1e8) to fp32 accuracy"""
-    x_hat = _vector(student.get("x_hat"), "x_hat", 30)
-    b = _vector(student.get("b"), "b", 30)
+    x_hat = vector(student.get("x_hat"), "x_hat", 30)
+    b = vector(student.get("b"), "b", 30)
     A = _conditioned_spd(30, 1e8).double()
     # A backward-stable fp32 solve leaves a relative residual of ~1e-7 whatever kappa is.
     residual = ((A @ x_hat - b).norm() / b.norm()).item()
@@ -88,7 +63,7 @@ def test_x_hat_solves_the_last_system(student):
 @pytest.mark.check(exercise="0.2", weight=1)
 def test_residuals_of_the_sweep(student):
     """residuals holds the 9 relative residuals of the sweep, all at fp32 level"""
-    residuals = _vector(student.get("residuals"), "residuals", 9)
+    residuals = vector(student.get("residuals"), "residuals", 9)
     assert (residuals >= 0).all(), "residuals should hold norms, which are non-negative"
     assert (residuals < 1e-5).all(), \
         "some relative residuals ||A x_hat - b|| / ||b|| are above 1e-5: a backward-stable " \
@@ -98,7 +73,7 @@ def test_residuals_of_the_sweep(student):
 @pytest.mark.check(exercise="0.3", weight=1)
 def test_eps32(student):
     """eps32 is the fp32 machine epsilon"""
-    value = _number(student.get("eps32"), "eps32")
+    value = number(student.get("eps32"), "eps32")
     assert value == torch.finfo(torch.float32).eps, \
         "eps32 is not the gap between 1 and the next fp32 number: halve eps while " \
         "1 + eps / 2 > 1 in fp32, i.e. find_eps(torch.float32)"
@@ -107,6 +82,6 @@ def test_eps32(student):
 @pytest.mark.check(exercise="0.3", weight=1)
 def test_eps64(student):
     """eps64 is the fp64 machine epsilon"""
-    value = _number(student.get("eps64"), "eps64")
+    value = number(student.get("eps64"), "eps64")
     assert value == torch.finfo(torch.float64).eps, \
         "eps64 is not the gap between 1 and the next fp64 number: call find_eps(torch.float64)"
