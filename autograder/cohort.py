@@ -35,8 +35,6 @@ from .grader import RunnerSupply, grade, grader_version, usable_cpus, warm_up
 from .outcome import CohortEntry, GradeReport
 from .submission import SubmissionError, load
 
-MAX_ATTEMPTS = 2  # a submission whose worker died is tried once more, then reported
-
 
 @dataclass(frozen=True)
 class Task:
@@ -143,32 +141,51 @@ class Progress:
 
 
 def run_parallel(tasks: list[Task], assignment: Assignment, workers: int,
-                 on_result: Callable[[CohortEntry, str], None]) -> None:
-    """Grade tasks on warm worker processes; a worker that dies costs one retry."""
-    attempts: dict[Task, int] = defaultdict(int)
-    pending = list(tasks)
-    while pending:
-        with ProcessPoolExecutor(max_workers=min(workers, len(pending)),
+                 on_result: Callable[[CohortEntry, str], None],
+                 work: Callable[[Task], tuple[CohortEntry, str]] = grade_task) -> None:
+    """Grade tasks on warm worker processes.
+
+    A worker's death breaks the whole pool, so every task in flight then
+    fails alike; those are graded again one at a time, where a death can
+    only be the submission's own and is reported as its error.
+    """
+    for task in _run_pool(tasks, assignment, workers, on_result, work):
+        if _run_pool([task], assignment, 1, on_result, work):
+            on_result(CohortEntry(task.student, task.source, "error",
+                                  reason="grading this submission killed its worker process "
+                                  "(out of memory?)", max_score=assignment.total_points,
+                                  digest=task.digest), code_digest(Path(task.notebook)))
+
+
+def _run_pool(tasks: list[Task], assignment: Assignment, workers: int,
+              on_result: Callable[[CohortEntry, str], None],
+              work: Callable[[Task], tuple[CohortEntry, str]]) -> list[Task]:
+    """At most `workers` tasks in flight; returns those in flight when a worker
+    died (the rest go on in a fresh pool)."""
+    queue, died = list(reversed(tasks)), []
+    while queue:
+        with ProcessPoolExecutor(max_workers=min(workers, len(queue)),
                                  mp_context=get_context("spawn"), initializer=_warm_worker,
                                  initargs=(str(assignment.root),)) as pool:
-            futures: dict[Future, Task] = {pool.submit(grade_task, t): t for t in pending}
-            pending = []
-            while futures:
-                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            running: dict[Future, Task] = {}
+            while queue or running:
+                while queue and len(running) < workers:
+                    task = queue.pop()
+                    running[pool.submit(work, task)] = task
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                broken = False
                 for future in finished:
-                    task = futures.pop(future)
                     try:
-                        on_result(*future.result())
+                        result = future.result()
                     except BrokenProcessPool:
-                        attempts[task] += 1
-                        if attempts[task] < MAX_ATTEMPTS:
-                            pending.append(task)
-                        else:
-                            on_result(CohortEntry(
-                                task.student, task.source, "error",
-                                reason="the grading worker died twice on this submission "
-                                "(out of memory?)", max_score=assignment.total_points,
-                                digest=task.digest), code_digest(Path(task.notebook)))
+                        broken = True
+                        continue
+                    on_result(*result)
+                    del running[future]
+                if broken:
+                    died.extend(running.values())
+                    break
+    return died
 
 
 def run_dask(tasks: list[Task], assignment: Assignment, address: str,
@@ -230,13 +247,14 @@ def grade_cohort(path: Path, assignment: Assignment, out_dir: Path,
             if student not in students:
                 raise AssignmentError(f"--regrade {student!r}: no such student in {path}")
             store.forget(student)
+        graded_from = store.graded_from()
         tasks = []
         for item in inputs:
             if item.notebook is None:
                 store.save(_not_gradable(item, assignment), "", version)
                 continue
             digest = _digest(item.notebook)
-            if not store.done(item.student, digest, version):
+            if graded_from.get(item.student) != (digest, version):
                 tasks.append(Task(item.student, item.source, str(item.notebook), digest,
                                   str(out_dir / "feedback" / feedback_folder(item.student))))
         progress = Progress(len(tasks), progress_stream)
@@ -267,20 +285,16 @@ def _current(store: ResultStore, inputs: list[Input],
     """The stored entry of every current input, in input order, twins flagged."""
     stored = store.load()
     release_code = _release_code_digest(assignment)
+    entries = [stored[item.student] for item in inputs]
     by_code: dict[str, list[str]] = defaultdict(list)
-    entries = []
-    for item in inputs:
-        entry, code = stored[item.student]
-        entries.append(entry)
+    for entry, code in entries:
         if entry.status == "graded" and code and code != release_code:
             by_code[code].append(entry.student)
-    for entry in entries:
-        for twins in by_code.values():
-            if entry.student in twins and len(twins) > 1:
-                others = ", ".join(t for t in twins if t != entry.student)
-                entry.flags = [f for f in entry.flags if not f.startswith("identical")]
-                entry.flags.append(f"identical code to {others[:200]}")
-    return entries
+    for entry, code in entries:
+        twins = [s for s in by_code.get(code, []) if s != entry.student]
+        if entry.student in by_code.get(code, []) and twins:
+            entry.flags.append(f"identical code to {', '.join(twins)[:200]}")
+    return [entry for entry, _ in entries]
 
 
 def _release_code_digest(assignment: Assignment) -> str:

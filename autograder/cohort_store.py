@@ -42,13 +42,13 @@ class ResultStore:
         self.engine: Engine = create_engine(url)
         _metadata.create_all(self.engine)
 
-    def done(self, student: str, digest: str, grader_version: str) -> bool:
-        """Whether this student's result is for this very file and grader."""
+    def graded_from(self) -> dict[str, tuple[str, str]]:
+        """student -> (notebook digest, grader version) of every stored row: a
+        student whose pair is unchanged needs no grading."""
         with self.engine.connect() as connection:
-            row = connection.execute(
-                select(results.c.digest, results.c.grader_version)
-                .where(results.c.student == student)).first()
-        return row is not None and tuple(row) == (digest, grader_version)
+            rows = connection.execute(
+                select(results.c.student, results.c.digest, results.c.grader_version)).all()
+        return {student: (digest, version) for student, digest, version in rows}
 
     def save(self, entry: CohortEntry, code_digest: str, grader_version: str) -> None:
         """Replace the student's row, atomically."""

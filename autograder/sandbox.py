@@ -306,15 +306,9 @@ class RunnerProcess:
     def kill_strays(self) -> None:
         """Kill everything the notebook left running except the runner itself,
         so background processes cannot eat the process budget of the checks."""
-        for pid in self._members(_process_table()) - {self.pid}:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                continue
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
+        strays = self._members(_process_table()) - {self.pid}
+        _kill(strays)
+        _reap(strays)
 
     def interrupt(self) -> None:
         """KeyboardInterrupt in the running cell, as Jupyter's interrupt does."""
@@ -338,17 +332,26 @@ class RunnerProcess:
             victims = self._members(_process_table())
             if not victims:
                 break
-            for pid in victims:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            _kill(victims)
             time.sleep(0.02)
-            for pid in victims - {self.pid}:
-                try:
-                    os.waitpid(pid, os.WNOHANG)  # adopted orphans are our children now
-                except ChildProcessError:
-                    pass
+            _reap(victims - {self.pid})  # the runner itself is Popen.wait's to reap
+
+
+def _kill(pids: set[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+
+
+def _reap(pids: set[int]) -> None:
+    """Collect the exit of those that are our children (adopted orphans included)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
 
 
 def _process_table() -> dict[int, tuple[int, int, int]]:

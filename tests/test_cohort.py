@@ -17,8 +17,9 @@ import nbformat
 import pytest
 
 from autograder.assignment import Assignment
-from autograder.cohort import feedback_folder, grade_cohort
+from autograder.cohort import Task, feedback_folder, grade_cohort, run_parallel
 from autograder.cohort_inputs import CohortInputError, find_inputs
+from autograder.outcome import CohortEntry
 from autograder.release import release_notebook
 from tests.corpus.build import variant, write
 
@@ -256,3 +257,25 @@ def test_the_dask_path_on_a_local_cluster(assignment, tmp_path):
         "uma": ("graded", FULL), "vic": ("graded", FULL - 3), "wes": ("graded", FULL),
         "xan": ("rejected", 0.0)}
     assert (out / "feedback" / "vic" / "feedback.html").is_file()
+
+
+def _work_that_dies_on_crash(task: Task) -> tuple[CohortEntry, str]:
+    """Stands in for grading in a worker: "crash" kills the worker outright."""
+    if task.student == "crash":
+        os._exit(1)
+    time.sleep(0.2)
+    return CohortEntry(task.student, task.source, "graded", score=FULL, max_score=FULL), ""
+
+
+def test_a_submission_that_kills_its_worker_is_blamed_alone(assignment, tmp_path):
+    """The pool breaks for every task in flight; only the culprit may get the error."""
+    names = ["a", "b", "crash", "c", "d", "e"]
+    tasks = [Task(n, f"{n}.ipynb", str(tmp_path / f"{n}.ipynb"), "digest", str(tmp_path))
+             for n in names]
+    results: dict[str, list[CohortEntry]] = {}
+    run_parallel(tasks, assignment, 2,
+                 lambda entry, _: results.setdefault(entry.student, []).append(entry),
+                 work=_work_that_dies_on_crash)
+    assert {n: [e.status for e in results[n]] for n in names} == {
+        **{n: ["graded"] for n in names}, "crash": ["error"]}
+    assert "killed its worker" in results["crash"][0].reason
