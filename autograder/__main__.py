@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .assignment import Assignment, AssignmentError
 from .grader import grade
-from .outcome import GradeReport
+from .outcome import GradeReport, Status
 
 DEFAULT_ASSIGNMENTS = Path(__file__).resolve().parent.parent / "assignments"
 
@@ -28,7 +28,7 @@ def _assignment(path: str | None) -> Assignment:
 
 def print_table(report: GradeReport) -> None:
     """A per-exercise score table for the terminal."""
-    if report.status != "graded":
+    if report.status != Status.GRADED:
         print(f"{report.submission}: not graded: {report.reason}")
     width = max((len(e.name) for e in report.exercises), default=10)
     for e in report.exercises:
@@ -73,7 +73,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _cohort(args: argparse.Namespace) -> int:
     from .cohort import grade_cohort
-    from .cohort_inputs import CohortInputError
+    from .cohort.inputs import CohortInputError
 
     assignment = _assignment(args.assignment)
     out = Path(args.out)
@@ -83,15 +83,43 @@ def _cohort(args: argparse.Namespace) -> int:
     except CohortInputError as exc:
         raise AssignmentError(str(exc)) from exc
     if args.gradebook:
-        from .gradebook import export_gradebook
+        from .cohort.gradebook import export_gradebook
 
         written = export_gradebook(entries, assignment, args.gradebook)
         print(f"{written} submissions exported to the nbgrader gradebook {args.gradebook}")
-    graded = [e for e in entries if e.status == "graded"]
+    graded = [e for e in entries if e.status == Status.GRADED]
     print(f"{len(entries)} inputs: {len(graded)} graded, "
           f"{len(entries) - len(graded)} not gradable (see grades.csv)")
     print(f"grades: {out / 'grades.csv'}   report: {out / 'report.html'}   "
           f"feedback: {out / 'feedback'}/<student>/")
+    return 0
+
+
+def _checks(args: argparse.Namespace) -> int:
+    from .plugin import collect_checks
+
+    assignment = _assignment(args.assignment)
+    suites = [(label, path) for label, path in (("hidden", assignment.hidden),
+                                                ("visible", assignment.visible)) if path]
+    known = {e.id: e for e in assignment.exercises}
+    if args.exercise and args.exercise not in known:
+        raise AssignmentError(f"{assignment.name} has no exercise {args.exercise!r}; "
+                              f"its exercises are {', '.join(known)}")
+    found = {label: collect_checks(path) for label, path in suites}
+    for exercise in assignment.exercises:
+        if args.exercise and exercise.id != args.exercise:
+            continue
+        print(f"{exercise.id} {exercise.name} ({exercise.points:g} points, {exercise.visibility})")
+        for label, path in suites:
+            checks = [c for c in found[label][0] if c.exercise == exercise.id]
+            total = sum(c.weight for c in checks)
+            print(f"  {label} suite ({path.relative_to(assignment.root)}/): "
+                  f"{len(checks)} checks, weight {total:g}")
+            for c in checks:
+                print(f"    {c.location:<28} w={c.weight:<4g} {c.name}")
+    for label, (_, problems) in found.items():
+        for problem in problems:
+            print(f"warning: {label} suite: {problem}", file=sys.stderr)
     return 0
 
 
@@ -148,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--assignment", help="assignment folder (default: found above the "
                        "notebook)")
     check.set_defaults(run=_check)
+    listing = commands.add_parser("checks", help="list each exercise's checks and where "
+                                  "they are, in the hidden and visible suites")
+    listing.add_argument("--exercise", help="only this exercise (e.g. 2.1)")
+    listing.add_argument("--assignment", help="assignment folder (default: the only one)")
+    listing.set_defaults(run=_checks)
     release = commands.add_parser("release", help="generate the student release of an assignment")
     release.add_argument("assignment", help="assignment folder (holds assignment.toml)")
     release.add_argument("--out", default="build/release", help="output folder")

@@ -14,13 +14,12 @@ import time
 import traceback
 from pathlib import Path
 
+from . import ENGINE
 from .assignment import Assignment, AssignmentError
-from .outcome import ExerciseResult, GradeReport
+from .outcome import ExerciseResult, GradeReport, Status
 from .report import write_outputs
-from .sandbox import ExecutionPolicy, Limits, RunnerProcess, Workspace
+from .sandbox.process import ExecutionPolicy, Limits, RunnerProcess, Workspace
 from .submission import Submission, SubmissionError, load
-
-ENGINE = Path(__file__).resolve().parent
 
 
 def grader_version(assignment: Assignment) -> str:
@@ -146,7 +145,7 @@ def grade(submission_path: str | Path, assignment: Assignment,
     try:
         submission = load(path)
     except SubmissionError as exc:
-        report.status, report.reason = "rejected", str(exc)
+        report.status, report.reason = Status.REJECTED, str(exc)
     else:
         suite = suite or assignment.hidden
         if suite is None:
@@ -164,14 +163,14 @@ def reject(name: str, reason: str, assignment: Assignment,
     """The report, score 0, for a submission that has nothing gradable (no
     notebook, several candidates): the student still gets results and why."""
     report = _blank_report(name, assignment)
-    report.status, report.reason = "rejected", reason
+    report.status, report.reason = Status.REJECTED, reason
     if out_dir is not None:
         write_outputs(report, Path(out_dir))
     return report
 
 
 def _blank_report(name: str, assignment: Assignment) -> GradeReport:
-    report = GradeReport(submission=name, assignment=assignment.name, status="graded",
+    report = GradeReport(submission=name, assignment=assignment.name, status=Status.GRADED,
                          grader_version=grader_version(assignment))
     report.exercises = [ExerciseResult(e.id, e.name, e.points, e.visibility)
                         for e in assignment.exercises]
@@ -184,7 +183,7 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
     policy = policy_for(assignment)
     # Imported only now: torch and pytest load here while the runner loads its own.
     from .plugin import run_suite
-    from .session import NotebookSession
+    from .sandbox.session import NotebookSession
 
     session = NotebookSession(submission, workspace, policy, runner)
     warming = threading.Thread(target=warm_up, args=(suite, report), daemon=True)

@@ -20,11 +20,12 @@ import stat
 import zipfile
 from pathlib import Path
 
+from . import ENGINE
 from .assignment import Assignment, AssignmentError
 from .grader import grade, reject
 from .outcome import GradeReport
+from .submission import notebooks_in, pick_notebook
 
-ENGINE = Path(__file__).resolve().parent
 PROJECT = ENGINE.parent
 SKIPPED = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".ruff_cache"}
 GRADESCOPE_TIMEOUT_S = 600  # the default limit of a Gradescope autograder run
@@ -131,27 +132,11 @@ def build_zip(assignment: Assignment, out: str | Path,
     return out
 
 
-def pick_notebook(folder: Path, expected_name: str) -> tuple[Path | None, str]:
-    """The submitted notebook, or None and what the student should do instead."""
-    notebooks = sorted(p for p in folder.rglob("*.ipynb")
-                       if p.is_file() and not SKIPPED & set(p.relative_to(folder).parts))
-    if len(notebooks) == 1:
-        return notebooks[0], ""
-    named = [p for p in notebooks if p.name == expected_name]
-    if len(named) == 1:
-        return named[0], ""
-    if not notebooks:
-        return None, (f"the submission holds no .ipynb file; upload your notebook "
-                      f"({expected_name}) itself, not a PDF or a zip of it")
-    listed = ", ".join(p.relative_to(folder).as_posix() for p in notebooks[:10])
-    return None, (f"the submission holds {len(notebooks)} notebooks ({listed}) and none is "
-                  f"uniquely named {expected_name}; submit only that notebook")
-
-
 def grade_gradescope(root: Path, assignment: Assignment) -> GradeReport:
     """Grade /autograder/submission into /autograder/results, as Gradescope expects."""
     results = root / "results"
-    notebook, problem = pick_notebook(root / "submission", assignment.master.name)
+    folder = root / "submission"
+    notebook, problem = pick_notebook(notebooks_in(folder), assignment.master.name, folder)
     if notebook is None:
         return reject("submission", problem, assignment, results)
     return grade(notebook, assignment, results)

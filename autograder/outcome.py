@@ -1,28 +1,20 @@
 """What grading produces: plain records shared by the grader and the writers."""
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .sandbox.records import CellRun, Figure
 
 VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
 
 
-@dataclass
-class Figure:
-    """A figure the notebook drew: a PNG for people, line data for checks."""
+class Status(StrEnum):
+    """Where a submission (or a cohort input) ended up."""
 
-    cell: int
-    png: bytes
-    axes: list[dict]  # title, xlabel, ylabel, xscale, yscale, lines: [{label, x, y}]
-
-
-@dataclass
-class CellRun:
-    """How one code cell of the submission ran."""
-
-    index: int  # position among the notebook's cells
-    status: str  # "ok", "error", "timeout" or "skipped"
-    duration_s: float = 0.0
-    error: str = ""  # "ExceptionName: message", for the student's own debugging
-    stdout: str = ""
+    GRADED = "graded"
+    REJECTED = "rejected"  # the file could not be graded at all; score 0 and the reason
+    DUPLICATE = "duplicate"  # cohort: another input of the same student was graded
+    ERROR = "error"  # cohort: the grader itself failed on it
 
 
 @dataclass
@@ -62,7 +54,7 @@ class GradeReport:
 
     submission: str
     assignment: str
-    status: str  # "graded", or "rejected" when the file could not be graded at all
+    status: Status  # GRADED, or REJECTED
     reason: str = ""  # why it was rejected
     exercises: list[ExerciseResult] = field(default_factory=list)
     cells: list[CellRun] = field(default_factory=list)
@@ -89,8 +81,8 @@ class CohortEntry:
 
     student: str  # the id the input layout gives (file stem, nbgrader or Gradescope id)
     source: str  # where the input was found, relative to the cohort folder
-    status: str  # "graded", "rejected" (ungradable file), "duplicate", "error" (grader fault)
-    reason: str = ""  # why it is not "graded"
+    status: Status
+    reason: str = ""  # why it is not GRADED
     score: float = 0.0
     max_score: float = 0.0
     exercises: dict[str, float] = field(default_factory=dict)  # exercise id -> points

@@ -15,6 +15,7 @@ import random
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import pytest
 import torch
 
 from .outcome import CheckOutcome
-from .session import NotebookSession, StudentError
+from .sandbox.session import NotebookSession, StudentError
 
 INTERNAL_ERROR = ("The grader could not complete this check because of an internal error; "
                   "course staff can see the details.")
@@ -78,16 +79,61 @@ class GradingPlugin:
         failed_setup = report.when == "setup" and report.failed
         if report.when != "call" and not failed_setup:
             return
-        exercise = str(marker.kwargs.get("exercise", marker.args[0] if marker.args else ""))
-        doc = (item.function.__doc__ or "").strip().splitlines()
-        name = doc[0] if doc else item.name.removeprefix("test_").replace("_", " ")
-        check = CheckOutcome(exercise=exercise, name=name,
-                             weight=float(marker.kwargs.get("weight", 1)),
-                             passed=report.passed,
+        exercise, name, weight = _describe(item, marker)
+        check = CheckOutcome(exercise=exercise, name=name, weight=weight, passed=report.passed,
                              duration_s=time.monotonic() - self._started.get(item.nodeid, 0))
         if report.failed and call.excinfo is not None:
             check.message, check.staff_detail = _explain(call.excinfo)
         self.outcomes.append(check)
+
+
+def _describe(item: pytest.Item, marker: pytest.Mark) -> tuple[str, str, float]:
+    """(exercise, the check's name for people, weight) of a marked test."""
+    exercise = str(marker.kwargs.get("exercise", marker.args[0] if marker.args else ""))
+    doc = (item.function.__doc__ or "").strip().splitlines()
+    name = doc[0] if doc else item.name.removeprefix("test_").replace("_", " ")
+    return exercise, name, float(marker.kwargs.get("weight", 1))
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    """Where a check is and what it grades, as `autograder checks` lists it."""
+
+    exercise: str
+    name: str
+    weight: float
+    location: str  # path relative to the suite, and line
+
+
+class _Collector:
+    def __init__(self, suite: Path):
+        self.suite, self.checks, self.problems = suite, [], []
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.addinivalue_line("markers", "check(exercise, weight=1): a graded check")
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.problems.append(f"{report.nodeid}: {str(report.longrepr)[-500:]}")
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            marker = item.get_closest_marker("check")
+            path, line, _ = item.location
+            where = f"{Path(path).name}:{(line or 0) + 1}"
+            if marker is None:
+                self.problems.append(f"{where} {item.name} has no check marker")
+                continue
+            self.checks.append(CheckInfo(*_describe(item, marker), where))
+
+
+def collect_checks(suite: Path) -> tuple[list[CheckInfo], list[str]]:
+    """The suite's checks, without running them, and any collection problems."""
+    collector = _Collector(suite)
+    with contextlib.redirect_stdout(io.StringIO()):
+        pytest.main([*_pytest_args(suite), "--collect-only"], plugins=[collector])
+    _forget_modules_of(suite)
+    return collector.checks, collector.problems
 
 
 def _explain(excinfo: pytest.ExceptionInfo) -> tuple[str, str]:
@@ -104,18 +150,21 @@ def _explain(excinfo: pytest.ExceptionInfo) -> tuple[str, str]:
 def run_suite(suite: Path, session: NotebookSession) -> GradingPlugin:
     """Run a pytest suite (hidden or visible) against an executed notebook, quietly."""
     plugin = GradingPlugin(session)
-    args = [str(suite), "-q", "--assert=plain", "--tb=no", "-p", "no:cacheprovider",
-            "--import-mode=importlib", "--rootdir", str(suite), "-c", str(suite / "pytest.ini"),
-            "-W", "ignore::DeprecationWarning"]
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log):
-            exit_code = pytest.main(args, plugins=[plugin])
+            exit_code = pytest.main(_pytest_args(suite), plugins=[plugin])
     finally:
         _forget_modules_of(suite)
     if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         plugin.problems.append(f"suite exited with {exit_code!r}: {log.getvalue()[-2000:]}")
     return plugin
+
+
+def _pytest_args(suite: Path) -> list[str]:
+    return [str(suite), "-q", "--assert=plain", "--tb=no", "-p", "no:cacheprovider",
+            "--import-mode=importlib", "--rootdir", str(suite), "-c", str(suite / "pytest.ini"),
+            "-W", "ignore::DeprecationWarning"]
 
 
 def _forget_modules_of(suite: Path) -> None:

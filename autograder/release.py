@@ -24,9 +24,9 @@ from nbgrader.preprocessors import (
 )
 from traitlets.config import Config
 
+from . import ENGINE
 from .assignment import Assignment
-
-ENGINE = Path(__file__).resolve().parent
+from .files import copy_release_files, copy_tree
 
 
 def nbgrader_config(assignment: Assignment) -> Config:
@@ -58,13 +58,7 @@ def build_release(assignment: Assignment, out_dir: str | Path) -> Path:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    for item in assignment.release_include:
-        source = assignment.root / item
-        if source.is_dir():
-            shutil.copytree(source, target / item,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy(source, target / item)
+    copy_release_files(assignment.root, assignment.release_include, target)
     notebook_dir = target / assignment.release_notebook_dir
     notebook_dir.mkdir()
     nbformat.write(release_notebook(assignment), notebook_dir / assignment.master.name)
@@ -76,9 +70,8 @@ def build_release(assignment: Assignment, out_dir: str | Path) -> Path:
 def _ship_self_check(assignment: Assignment, target: Path) -> None:
     """What `python -m autograder check notebooks/NAME.ipynb` needs in the release:
     the engine, the visible suite (as checks/) and a config naming only those."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ENGINE, target / "autograder", ignore=ignore)
-    shutil.copytree(assignment.visible, target / "checks", ignore=ignore)
+    copy_tree(ENGINE, target / "autograder")
+    copy_tree(assignment.visible, target / "checks")
     (target / "assignment.toml").write_text(release_config(assignment), encoding="utf-8")
 
 

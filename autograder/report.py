@@ -20,7 +20,9 @@ Files written into `out_dir`:
 - `report.json`: everything, for staff and tools (staff_detail, stdout, line data).
 - `feedback.md` and `feedback.html`: for the student; hidden exercises and staff_detail
   left out, figures as `figures/cellNN_k.png` (linked from the Markdown, inlined as data
-  URIs in the HTML), every student-controlled string escaped.
+  URIs in the HTML). Both are rendered from templates (`templates/feedback.md.j2`,
+  `templates/feedback.html.j2`) by the environments of `render`, which escape every value
+  printed: student-controlled strings are data given to a template, never template source.
 
 Each file goes to a temporary name in `out_dir` and is then renamed over the real one, so a
 reader never sees half a file. results.json is written first, so that Gradescope still gets
@@ -28,14 +30,21 @@ a score if rendering the feedback fails.
 """
 
 import base64
-import html
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
-from .outcome import VISIBILITIES, ExerciseResult, Figure, GradeReport
+from .outcome import VISIBILITIES, ExerciseResult, Figure, GradeReport, Status
+from .render import (
+    Verbatim,
+    finite,
+    fmt,
+    full_marks,
+    render_html,
+    render_markdown,
+    write_atomic,
+)
+from .sandbox import CellStatus
 
 GRADESCOPE_FORMAT = "text"
 CHECK_MARK = "✓"
@@ -56,9 +65,9 @@ def write_outputs(report: GradeReport, out_dir: Path) -> None:
     if figures:
         (out_dir / "figures").mkdir(exist_ok=True)
     for name, figure in figures:
-        _write_atomic(out_dir / name, figure.png)
-    _write_atomic(out_dir / "feedback.md", feedback_markdown(report, figures).encode())
-    _write_atomic(out_dir / "feedback.html", feedback_html(report, figures).encode())
+        write_atomic(out_dir / name, figure.png)
+    write_atomic(out_dir / "feedback.md", feedback_markdown(report, figures).encode())
+    write_atomic(out_dir / "feedback.html", feedback_html(report, figures).encode())
 
 
 # results.json
@@ -66,11 +75,11 @@ def write_outputs(report: GradeReport, out_dir: Path) -> None:
 
 def gradescope_results(report: GradeReport) -> dict:
     """The results.json object Gradescope expects (see the module docstring)."""
-    rejected = report.status == "rejected"
+    rejected = report.status == Status.REJECTED
     tests = []
     for exercise in report.exercises:
-        score = 0.0 if rejected else _number(exercise.score)
-        max_score = _number(exercise.max_score)
+        score = 0.0 if rejected else finite(exercise.score)
+        max_score = finite(exercise.max_score)
         if rejected:
             output = f"Not graded: {_reason(report)}"
         else:
@@ -81,14 +90,14 @@ def gradescope_results(report: GradeReport) -> dict:
             "name_format": GRADESCOPE_FORMAT,
             "score": score,
             "max_score": max_score,
-            "status": "passed" if _full_marks(score, max_score) else "failed",
+            "status": "passed" if full_marks(score, max_score) else "failed",
             "output": output,
             "output_format": GRADESCOPE_FORMAT,
             "visibility": exercise.visibility,
         })
     return {
-        "score": 0.0 if rejected else _number(report.score),
-        "execution_time": _number(report.execution_time),
+        "score": 0.0 if rejected else finite(report.score),
+        "execution_time": finite(report.execution_time),
         "output": "\n".join(_summary_lines(report)),
         "output_format": GRADESCOPE_FORMAT,
         "test_output_format": GRADESCOPE_FORMAT,
@@ -103,15 +112,15 @@ def _summary_lines(report: GradeReport) -> list[str]:
     """Top-level output; the score line counts only always-visible exercises when some are
     not, because this text is visible while Gradescope itself hides the total."""
     lines = []
-    if report.status == "rejected":
+    if report.status == Status.REJECTED:
         lines.append(f"Submission rejected: {_reason(report)}")
     shown = [e for e in report.exercises if e.visibility == "visible"]
     if len(shown) == len(report.exercises):
-        lines.append(f"Score {_fmt(_total(report, shown))} / {_fmt(report.max_score)}")
+        lines.append(f"Score {fmt(_total(report, shown))} / {fmt(report.max_score)}")
     else:
         held = len(report.exercises) - len(shown)
-        lines.append(f"Score {_fmt(_total(report, shown))} / "
-                     f"{_fmt(sum(e.max_score for e in shown))} on the exercises shown now; "
+        lines.append(f"Score {fmt(_total(report, shown))} / "
+                     f"{fmt(sum(e.max_score for e in shown))} on the exercises shown now; "
                      f"{held} more {_plural(held, 'exercise')} graded but not shown yet")
     lines.append("Sandbox layers active: " + (", ".join(report.sandbox_layers) or "none"))
     lines.extend(f"Warning: {w}" for w in report.warnings)
@@ -136,9 +145,9 @@ def staff_report(report: GradeReport, figures: list[tuple[str, Figure]] | None =
         "assignment": report.assignment,
         "status": report.status,
         "reason": report.reason,
-        "score": _number(report.score),
-        "max_score": _number(report.max_score),
-        "execution_time": _number(report.execution_time),
+        "score": finite(report.score),
+        "max_score": finite(report.max_score),
+        "execution_time": finite(report.execution_time),
         "grader_version": report.grader_version,
         "sandbox_layers": list(report.sandbox_layers),
         "warnings": list(report.warnings),
@@ -146,22 +155,22 @@ def staff_report(report: GradeReport, figures: list[tuple[str, Figure]] | None =
         "exercises": [{
             "id": e.id,
             "name": e.name,
-            "score": _number(e.score),
-            "max_score": _number(e.max_score),
+            "score": finite(e.score),
+            "max_score": finite(e.max_score),
             "visibility": e.visibility,
             "checks": [{
                 "name": c.name,
-                "weight": _number(c.weight),
+                "weight": finite(c.weight),
                 "passed": bool(c.passed),
                 "message": c.message,
                 "staff_detail": c.staff_detail,
-                "duration_s": _number(c.duration_s),
+                "duration_s": finite(c.duration_s),
             } for c in e.checks],
         } for e in report.exercises],
         "cells": [{
             "index": c.index,
             "status": c.status,
-            "duration_s": _number(c.duration_s),
+            "duration_s": finite(c.duration_s),
             "error": c.error,
             "stdout": c.stdout,
         } for c in report.cells],
@@ -170,109 +179,41 @@ def staff_report(report: GradeReport, figures: list[tuple[str, Figure]] | None =
     }
 
 
-# feedback.md
+# feedback.md and feedback.html: templates/feedback.md.j2 and templates/feedback.html.j2
 
 
 def feedback_markdown(report: GradeReport, figures: list[tuple[str, Figure]]) -> str:
-    """Student feedback as Markdown; every student-controlled string escaped."""
-    shown = _shown(report)
-    out = [f"# {_md(_headline(report))}", ""]
-    out += [_md(line) + "  " for line in _preamble(report)] + [""]
-    out += ["| Exercise | Name | Score |", "| --- | --- | --- |"]
-    for e in shown:
-        out.append(f"| {_md(e.id)} | {_md(e.name)} | {_score_text(report, e)} |")
-    out.append("")
-    for e in shown:
-        out += [f"## {_md(e.id)} {_md(e.name)}: {_score_text(report, e)}", ""]
-        if report.status == "rejected":
-            out.append(f"Not graded: {_md(_reason(report))}")
-        elif not e.checks:
-            out.append("No checks ran.")
-        for c in e.checks if report.status != "rejected" else []:
-            mark = CHECK_MARK if c.passed else CROSS_MARK
-            message = f": {_md(c.message)}" if c.message.strip() else ""
-            out.append(f"- {mark} {_md(c.name)}{message}")
-        out.append("")
-    errors = _error_cells(report)
-    if errors:
-        out += ["## Cells that raised errors", ""]
-        out += [f"- Cell {c.index} ({_md(c.status)}): {_md(_first_line(c.error))}"
-                for c in errors]
-        out.append("")
-    if figures:
-        out += ["## Figures", ""]
-        for name, figure in figures:
-            caption = _md(_caption(figure))
-            out += [f"![{caption}]({name})", "", f"*{caption}*", ""]
-    return "\n".join(out)
-
-
-# feedback.html
-
-CSS = """
-body { font-family: system-ui, sans-serif; max-width: 60em; margin: 2em auto; padding: 0 1em;
-       color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.8em; text-align: left; }
-th { background: #f3f3f3; }
-ul.checks { list-style: none; padding-left: 0.5em; }
-.pass { color: #1a7f37; }
-.fail { color: #cf222e; }
-.msg, .err { white-space: pre-wrap; }
-.note { color: #555; }
-figure { margin: 1.5em 0; }
-figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { font-style: italic; color: #555; }
-"""
-
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    """Student feedback as Markdown; every student-controlled string escaped (the Markdown
+    environment escapes every value it prints; only the engine's file names are Verbatim)."""
+    context = _feedback_context(report)
+    context["figures"] = [{"file": Verbatim(name), "caption": _caption(figure)}
+                          for name, figure in figures]
+    return render_markdown("feedback.md.j2", **context)
 
 
 def feedback_html(report: GradeReport, figures: list[tuple[str, Figure]]) -> str:
-    """The Markdown feedback's content as one self-contained, script-free HTML page."""
-    esc = html.escape
-    shown = _shown(report)
-    title = _headline(report)
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-           f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-           f"<h1>{esc(title)}</h1>"]
-    out += [f'<p class="note">{esc(line)}</p>' for line in _preamble(report)]
-    out += ["<table>", "<tr><th>Exercise</th><th>Name</th><th>Score</th></tr>"]
-    for e in shown:
-        out.append(f"<tr><td>{esc(e.id)}</td><td>{esc(e.name)}</td>"
-                   f"<td>{_score_text(report, e)}</td></tr>")
-    out.append("</table>")
-    for e in shown:
-        out.append(f"<h2>{esc(e.id)} {esc(e.name)}: {_score_text(report, e)}</h2>")
-        if report.status == "rejected":
-            out.append(f"<p>Not graded: {esc(_reason(report))}</p>")
-            continue
-        if not e.checks:
-            out.append("<p>No checks ran.</p>")
-            continue
-        out.append('<ul class="checks">')
-        for c in e.checks:
-            mark = (f'<span class="pass">{CHECK_MARK}</span>' if c.passed
-                    else f'<span class="fail">{CROSS_MARK}</span>')
-            message = f': <span class="msg">{esc(c.message)}</span>' if c.message.strip() else ""
-            out.append(f"<li>{mark} {esc(c.name)}{message}</li>")
-        out.append("</ul>")
-    errors = _error_cells(report)
-    if errors:
-        out += ["<h2>Cells that raised errors</h2>", "<ul>"]
-        out += [f'<li>Cell {c.index} ({esc(c.status)}): '
-                f'<span class="err">{esc(_first_line(c.error))}</span></li>' for c in errors]
-        out.append("</ul>")
-    if figures:
-        out.append("<h2>Figures</h2>")
-        for _, figure in figures:
-            data = base64.b64encode(figure.png).decode("ascii")
-            caption = esc(_caption(figure))
-            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
-                       f"<figcaption>{caption}</figcaption></figure>")
-    out += ["</body>", "</html>", ""]
-    return "\n".join(out)
+    """The Markdown feedback's content as one self-contained, script-free HTML page; every
+    value autoescaped."""
+    context = _feedback_context(report)
+    context["figures"] = [{"png_base64": base64.b64encode(figure.png).decode("ascii"),
+                           "caption": _caption(figure)} for _, figure in figures]
+    return render_html("feedback.html.j2", **context)
+
+
+def _feedback_context(report: GradeReport) -> dict:
+    """What both feedback templates show, as plain data; the figures are added by each."""
+    return {
+        "title": _headline(report),
+        "notes": _preamble(report),
+        "exercises": [{"id": e.id, "name": e.name, "score": _score_text(report, e),
+                       "checks": e.checks} for e in _shown(report)],
+        "rejected": report.status == Status.REJECTED,
+        "reason": _reason(report),
+        "errors": [{"index": c.index, "status": c.status, "message": _first_line(c.error)}
+                   for c in _error_cells(report)],
+        "check_mark": CHECK_MARK,
+        "cross_mark": CROSS_MARK,
+    }
 
 
 # shared helpers
@@ -281,14 +222,14 @@ def feedback_html(report: GradeReport, figures: list[tuple[str, Figure]]) -> str
 def _headline(report: GradeReport) -> str:
     """Assignment and score over the exercises the feedback shows."""
     shown = _shown(report)
-    return (f"{report.assignment}: {_fmt(_total(report, shown))} / "
-            f"{_fmt(sum(e.max_score for e in shown))}")
+    return (f"{report.assignment}: {fmt(_total(report, shown))} / "
+            f"{fmt(sum(e.max_score for e in shown))}")
 
 
 def _preamble(report: GradeReport) -> list[str]:
     """Lines under the feedback title: rejection, held-back exercises, sandbox, warnings."""
     lines = []
-    if report.status == "rejected":
+    if report.status == Status.REJECTED:
         lines.append(f"Your submission could not be graded: {_reason(report)}")
     hidden = len(report.exercises) - len(_shown(report))
     if hidden:
@@ -303,14 +244,14 @@ def _shown(report: GradeReport) -> list[ExerciseResult]:
 
 
 def _total(report: GradeReport, exercises: list[ExerciseResult]) -> float:
-    if report.status == "rejected":
+    if report.status == Status.REJECTED:
         return 0.0
     return round(sum(e.score for e in exercises), 4)
 
 
 def _score_text(report: GradeReport, exercise: ExerciseResult) -> str:
-    score = 0.0 if report.status == "rejected" else exercise.score
-    return f"{_fmt(score)} / {_fmt(exercise.max_score)}"
+    score = 0.0 if report.status == Status.REJECTED else exercise.score
+    return f"{fmt(score)} / {fmt(exercise.max_score)}"
 
 
 def _reason(report: GradeReport) -> str:
@@ -318,7 +259,7 @@ def _reason(report: GradeReport) -> str:
 
 
 def _error_cells(report: GradeReport) -> list:
-    return [c for c in report.cells if c.status in ("error", "timeout") or c.error]
+    return [c for c in report.cells if c.status in (CellStatus.ERROR, CellStatus.TIMEOUT) or c.error]
 
 
 def _figure_files(figures: list[Figure]) -> list[tuple[str, Figure]]:
@@ -343,32 +284,8 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else "(no message)"
 
 
-def _full_marks(score: float, max_score: float) -> bool:
-    return math.isclose(score, max_score, rel_tol=1e-9, abs_tol=1e-6)
-
-
-def _number(value) -> float:
-    """A finite float: JSON has no NaN or infinity, and Gradescope wants numbers."""
-    value = float(value)
-    return value if math.isfinite(value) else 0.0
-
-
-def _fmt(value: float) -> str:
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
-
-
 def _plural(n: int, word: str) -> str:
     return f"{word} is" if n == 1 else f"{word}s are"
-
-
-MD_SPECIAL = "\\`*_[]|~#!"
-
-
-def _md(text) -> str:
-    """Text that Markdown shows literally: no HTML, links, emphasis or table breaks."""
-    text = html.escape(" ".join(str(text).split()), quote=False)
-    return "".join("\\" + ch if ch in MD_SPECIAL else ch for ch in text)
 
 
 def _plain(value):
@@ -388,19 +305,4 @@ def _plain(value):
 
 def _write_json(path: Path, data: dict) -> None:
     text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
-    _write_atomic(path, (text + "\n").encode())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, (text + "\n").encode())

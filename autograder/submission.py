@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+# Folders and files that upload tools and editors add beside a notebook.
+NOT_SUBMITTED = {"__MACOSX", ".ipynb_checkpoints", ".DS_Store", "__pycache__"}
 MAX_FILE_BYTES = 20 * 2**20
 MAX_CELL_CHARS = 200_000
 MAX_CELLS = 2_000
@@ -42,6 +44,29 @@ def _source(cell: dict, index: int) -> str:
         raise SubmissionError(f"cell {index} holds {len(source):,} characters; "
                               f"the limit is {MAX_CELL_CHARS:,}")
     return source
+
+
+def notebooks_in(folder: Path) -> list[Path]:
+    """Every .ipynb file under `folder`, except in editor and archive debris."""
+    return sorted(p for p in folder.rglob("*.ipynb")
+                  if p.is_file() and not NOT_SUBMITTED & set(p.relative_to(folder).parts))
+
+
+def pick_notebook(candidates: list[Path], expected_name: str,
+                  folder: Path | None = None) -> tuple[Path | None, str]:
+    """The one notebook to grade among a student's files, or None and what the
+    student should do instead: the only notebook, else the one named like the
+    release's. `folder` makes the listed names relative to it."""
+    named = [p for p in candidates if p.name == expected_name]
+    if len(candidates) == 1 or len(named) == 1:
+        return (named or candidates)[0], ""
+    if not candidates:
+        return None, (f"no notebook (.ipynb) submitted; submit your notebook ({expected_name}) "
+                      "itself, not a PDF or a zip of it")
+    listed = ", ".join((p.relative_to(folder) if folder else p).as_posix()
+                       for p in candidates[:10])
+    return None, (f"{len(candidates)} notebooks submitted ({listed}) and none is uniquely "
+                  f"named {expected_name}; submit only that notebook")
 
 
 def load(path: str | Path) -> Submission:

@@ -17,8 +17,8 @@ import nbformat
 import pytest
 
 from autograder.assignment import Assignment
-from autograder.cohort import Task, feedback_folder, grade_cohort, run_parallel
-from autograder.cohort_inputs import CohortInputError, find_inputs
+from autograder.cohort.inputs import CohortInputError, find_inputs
+from autograder.cohort.pool import Task, feedback_folder, grade_cohort, run_parallel
 from autograder.outcome import CohortEntry
 from autograder.release import release_notebook
 from tests.corpus.build import variant, write

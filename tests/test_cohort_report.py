@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from autograder.assignment import Assignment
-from autograder.cohort_report import write_cohort_report
+from autograder.cohort.report import write_cohort_report
 from autograder.outcome import CohortEntry
 from tests.notebooks import ROOT
 
@@ -255,6 +255,22 @@ def test_student_strings_are_escaped(report):
     shown = [cell for table in page.tables.values() for row in table for cell in row]
     assert {SCRIPT, IMG, SVG} <= set(shown)  # shown as text, exactly as the student wrote it
     assert "://" not in text and "url(" not in text  # nothing loaded from outside
+
+
+def test_student_strings_are_never_template_code(assignment, tmp_path):
+    """Ids, sources, reasons, flags and messages are data for the template, printed as
+    written: a Jinja expression or tag in them is never evaluated."""
+    jinja = ("{{ 7*7 }}", "{% raw %}", "{# hidden #}", "{{ self.__init__.__globals__ }}")
+    entries = [graded(assignment, jinja[0], (0.0,), 12.0, flags=(jinja[1],)),
+               not_graded(jinja[3], "rejected", f"bad {jinja[2]}")]
+    entries[0].failures = [(ex, f"wrong {jinja[1]} {jinja[0]}") for ex, _ in entries[0].failures]
+    text = write_cohort_report(entries, assignment, tmp_path).read_text(encoding="utf-8")
+    page = Page(text)
+    flagged = {row["Student"]: row for row in rows(page, "flagged")}
+    assert flagged[jinja[0] + f"submissions/{jinja[0]}.ipynb"]["Flags"] == jinja[1]
+    assert flagged[jinja[3] + f"submissions/{jinja[3]}.ipynb"]["Reason"] == f"bad {jinja[2]}"
+    assert {row["Message"] for row in rows(page, "failures")} == {f"wrong {jinja[1]} {jinja[0]}"}
+    assert "49" not in text and "Template" not in text
 
 
 def test_empty_cohort(assignment, tmp_path):

@@ -13,7 +13,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy import text
 
 from autograder.assignment import Assignment
-from autograder.gradebook import export_gradebook
+from autograder.cohort.gradebook import export_gradebook
 from autograder.outcome import CohortEntry
 from autograder.release import release_notebook
 from tests.notebooks import ASSIGNMENT, ROOT

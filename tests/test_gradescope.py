@@ -19,7 +19,8 @@ import nbformat
 import pytest
 
 from autograder.assignment import Assignment, AssignmentError
-from autograder.gradescope import build_zip, pick_notebook
+from autograder.gradescope import build_zip
+from autograder.submission import notebooks_in, pick_notebook
 from tests.corpus.build import write
 from tests.notebooks import ASSIGNMENT, ROOT
 from tests.test_report import validate_results
@@ -36,7 +37,7 @@ def krylov_zip(tmp_path_factory):
 
 def test_the_zip_holds_the_scripts_engine_assignment_and_its_dependencies(krylov_zip):
     names = set(krylov_zip.namelist())
-    for required in ("setup.sh", "run_autograder", "pyproject.toml", "autograder/runner.py",
+    for required in ("setup.sh", "run_autograder", "pyproject.toml", "autograder/sandbox/runner.py",
                      "assignments/krylov_hessian/assignment.toml",
                      "assignments/krylov_hessian/hidden/test_power.py",
                      "assignments/krylov_hessian/src/mnist_7x7.npz",
@@ -82,7 +83,7 @@ def test_the_submitted_notebook_is_found_or_the_student_told_why(tmp_path, files
     for name in files:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("{}")
-    notebook, problem = pick_notebook(tmp_path, "01_krylov.ipynb")
+    notebook, problem = pick_notebook(notebooks_in(tmp_path), "01_krylov.ipynb", tmp_path)
     if picked is None:
         assert notebook is None and "01_krylov.ipynb" in problem
     else:
@@ -176,7 +177,7 @@ def test_a_hostile_submission_gains_nothing_and_leaks_nothing(image):
 
 def test_an_upload_without_a_notebook_gets_results_saying_so(image):
     results = submit(image, {})
-    assert results["score"] == 0.0 and "no .ipynb" in results["output"]
+    assert results["score"] == 0.0 and "no notebook (.ipynb)" in results["output"]
 
 
 def test_results_are_written_even_when_the_grader_dies(image, tmp_path):

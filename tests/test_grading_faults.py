@@ -84,6 +84,19 @@ def test_a_fault_inside_one_exercise_costs_only_that_exercise(assignment, tmp_pa
     assert time.monotonic() - start < 30
 
 
+@pytest.mark.parametrize("body", [
+    "for _ in range(5):\n    v = op(v)\nreturn v",
+    "for _ in range(5):\n    try:\n        v = op(v)\n    except RuntimeError:\n        pass\nreturn v",
+], ids=["refusal-raised", "refusal-swallowed"])
+def test_a_spent_operator_budget_fails_the_call_in_the_engines_words(assignment, tmp_path,
+                                                                     body):
+    code = "def apply_twice(op, v):\n" + "".join(f"    {line}\n" for line in body.splitlines())
+    report = run(variant({"exC_code": code}, demo()), assignment, tmp_path)
+    assert scores(report)["C"] < FULL["C"]
+    assert ("apply_twice(operator, <tensor of shape (2,)>) called the operator more than 2 "
+            "times; apply it exactly twice") in messages(report, "C")
+
+
 @pytest.mark.parametrize("cell", [
     "while True:\n    pass",
     "import os\nos._exit(3)",

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from autograder import protocol
+from autograder.sandbox import protocol
 
 
 @pytest.mark.parametrize("value", [

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib
@@ -21,8 +22,11 @@ from autograder.outcome import (
     ExerciseResult,
     Figure,
     GradeReport,
+    Status,
 )
+from autograder.render import CSP, HTML, MARKDOWN, Verbatim, md_escape
 from autograder.report import write_outputs
+from autograder.sandbox import CellStatus
 
 HOSTILE = "<script>alert(1)</script>"
 FORMATS = ("text", "simple_format", "html", "md", "ansi")
@@ -317,3 +321,179 @@ def test_failed_write_leaves_previous_results(tmp_path, monkeypatch):
         write_outputs(report, tmp_path)
     assert (tmp_path / "results.json").read_text() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# Student text is data for the templates: never markup, Markdown or template source
+
+CHROMIUM = "/usr/bin/chromium"
+# Each of these, if it ran, would set window.__pwned or open a dialog.
+INJECTIONS = ("<script>alert(1)</script>",
+              "<script>window.__pwned = 1</script>",
+              '"><img src=x onerror=alert(1)>',
+              "'><img src=x onerror='window.__pwned = 2'>",
+              "</span></li></ul><svg onload=alert(3)>",
+              "{{ 7*7 }}", "{% raw %}", "{# comment #}", "{{ self.__init__ }}",
+              "[x](javascript:alert(1))", "![x](http://evil/)", "<https://evil/>",
+              "a | b", "*em* _u_ `code` ~~del~~ # h")
+PAYLOAD = " ".join(INJECTIONS)
+FEEDBACK_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "table",
+                 "tr", "th", "td", "ul", "li", "span", "figure", "img", "figcaption"}
+
+
+def hostile_report(status: Status = Status.GRADED) -> GradeReport:
+    """The graded report with the payloads in every student-controlled string the feedback
+    shows: names, check names and messages, cell errors, warnings, the reason, axis titles."""
+    report = graded_report()
+    report.status = status
+    report.reason = f"not a notebook: {PAYLOAD}" if status == Status.REJECTED else ""
+    report.assignment = f"Krylov {PAYLOAD}"
+    lanczos = report.exercises[1]
+    lanczos.name = f"Lanczos {PAYLOAD}"
+    lanczos.checks[0].name = f"orthogonality {PAYLOAD}"
+    lanczos.checks[1].message = f"T is not symmetric {PAYLOAD}\n  {PAYLOAD}"
+    report.cells = [CellRun(4, CellStatus.ERROR, error=f"NameError: {PAYLOAD}\nmore"),
+                    CellRun(8, CellStatus.TIMEOUT, error=f"{PAYLOAD}")]
+    report.warnings = [f"cell 4 printed {PAYLOAD}"]
+    report.figures = [Figure(2, png_bytes("t"), [{"title": PAYLOAD}, {"title": "{{ 6*7 }}"}])]
+    return report
+
+
+class Tags(HTMLParser):
+    """Every tag with its attributes, and the text outside <style>."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self._style = False
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._style = tag == "style"
+
+    def handle_endtag(self, tag):
+        self._style = False
+
+    def handle_data(self, data):
+        if not self._style:
+            self.text.append(data)
+
+
+def assert_only_engine_markup(page: str, allowed: set[str], images: list[str]) -> Tags:
+    """No tag or event handler came from student text, and the only images are `images`."""
+    parsed = Tags(page)
+    assert {tag for tag, _ in parsed.tags} <= allowed
+    assert not [attrs for _, attrs in parsed.tags if any(k.startswith("on") for k in attrs)]
+    assert [attrs["src"] for tag, attrs in parsed.tags if tag == "img"] == images
+    assert "<script" not in page.lower() and "<img src=x" not in page and "<svg" not in page
+    return parsed
+
+
+@pytest.mark.parametrize("status", [Status.GRADED, Status.REJECTED])
+def test_student_text_never_becomes_markup_or_template_code(tmp_path, status):
+    report = hostile_report(status)
+    files = write(report, tmp_path)
+    png = "data:image/png;base64," + base64.b64encode(report.figures[0].png).decode()
+    page = assert_only_engine_markup(files["feedback.html"], FEEDBACK_TAGS, [png])
+    text = "".join(page.text)
+    # Shown exactly as the student wrote it, and never evaluated as a template.
+    assert text.count(PAYLOAD) >= (7 if status == Status.GRADED else 6)
+    assert "49" not in text and "42" not in text
+    assert "{{ 6*7 }}" in text and "Template" not in text
+    (alt,) = [attrs["alt"] for tag, attrs in page.tags if tag == "img"]
+    assert alt == f"Cell 2: {PAYLOAD}; {{{{ 6*7 }}}}"
+    (csp,) = [attrs["content"] for tag, attrs in page.tags
+              if attrs.get("http-equiv") == "Content-Security-Policy"]
+    assert csp == CSP
+
+    md = files["feedback.md"]
+    assert "<script" not in md.lower() and "<img" not in md and "<svg" not in md
+    assert "<https:" not in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+    assert "{{ 7\\*7 }}" in md and "{% raw %}" in md and "49" not in md and "42" not in md
+    assert "[x](javascript:" not in md and "\\[x\\](javascript:alert(1))" in md
+    assert "![x](" not in md and "\\!\\[x\\](http://evil/)" in md
+    assert "\\*em\\* \\_u\\_ \\`code\\` \\~\\~del\\~\\~ \\# h" in md
+    # An unescaped "[", then escaped characters or anything but "]", then "](target)".
+    links = re.findall(r"(?<!\\)\[(?:\\.|[^\\\]])*\]\(([^)]*)\)", md)
+    assert links == ["figures/cell02_1.png"]  # the figure's, and no other link or image
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(rows) == 4 and all(len(re.findall(r"(?<!\\)\|", r)) == 4 for r in rows)
+    # Every line the student's text reached stays one line: a newline would end a list item.
+    assert not [line for line in md.splitlines() if line.startswith("  ")]
+
+
+def test_feedback_markdown_renders_inert(tmp_path):
+    """Rendered by a Markdown engine that lets raw HTML through, the feedback still holds
+    only the figure's image, no link, and tables of three columns."""
+    mistune = pytest.importorskip("mistune", reason="mistune (from nbconvert) is not installed")
+    md = write(hostile_report(), tmp_path)["feedback.md"]
+    page = mistune.create_markdown(escape=False, plugins=["table"])(md)
+    allowed = {"h1", "h2", "p", "br", "table", "thead", "tbody", "tr", "th", "td", "ul", "li",
+               "img", "em"}
+    parsed = assert_only_engine_markup(page, allowed, ["figures/cell02_1.png"])
+    assert [attrs for tag, attrs in parsed.tags if tag == "em"] == [{}]  # the caption's own
+    text = "".join(parsed.text)
+    assert text.count(PAYLOAD) >= 6 and "49" not in text
+    cells = re.findall(r"<tr>(.*?)</tr>", page, flags=re.DOTALL)
+    assert len(cells) == 3 and all(row.count("<td>") + row.count("<th>") == 3 for row in cells)
+
+
+def test_environments_escape_by_default():
+    assert HTML.autoescape is True and MARKDOWN.autoescape is False
+    html_page = HTML.from_string("<p>{{ s }}</p>").render(s=INJECTIONS[2])
+    assert html_page == "<p>&#34;&gt;&lt;img src=x onerror=alert(1)&gt;</p>"
+    md = MARKDOWN.from_string("- {{ s }} [{{ t }}]({{ f }})").render(
+        s="a | *b*\n{{ 7*7 }}", t="![x](y)", f=Verbatim("figures/cell01_1.png"))
+    assert md == "- a \\| \\*b\\* {{ 7\\*7 }} [\\!\\[x\\](y)](figures/cell01_1.png)"
+    assert md_escape("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
+    # A str operation drops the mark, so that nothing built from student text slips through.
+    assert MARKDOWN.from_string("{{ f ~ s }}").render(f=Verbatim("_"), s="*") == "\\_\\*"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no system Chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install playwright)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        yield browser
+        browser.close()
+
+
+def open_feedback(browser, path: Path):
+    """A page showing `path`, with every dialog, console error, page error and request for
+    anything but the page itself that it caused."""
+    page = browser.new_page()
+    events = []
+    page.on("dialog", lambda d: (events.append(f"dialog {d.message}"), d.dismiss()))
+    page.on("console", lambda m: events.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: events.append(str(exc)))
+    page.on("request", lambda r: events.append(r.url) if r.url != path.as_uri() else None)
+    page.goto(path.as_uri())
+    return page, events
+
+
+@pytest.mark.parametrize("csp", [True, False], ids=["as-written", "without-csp"])
+def test_hostile_feedback_runs_nothing_in_chromium(browser, tmp_path, csp):
+    """The page as written, and again without its Content-Security-Policy, so that the
+    escaping alone is shown to keep every payload inert."""
+    path = tmp_path / "out" / "feedback.html"
+    text = write(hostile_report(), path.parent)["feedback.html"]
+    if not csp:
+        stripped = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", text)
+        assert stripped != text
+        path.write_text(stripped, encoding="utf-8")
+    page, events = open_feedback(browser, path)
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.evaluate("document.querySelectorAll('script, svg, iframe').length") == 0
+    assert page.evaluate("document.images.length") == 1
+    assert page.evaluate("document.images[0].naturalWidth") > 0  # the figure, inline
+    assert PAYLOAD in page.inner_text("h1") and "{{ 7*7 }}" in page.title()
+    assert any(PAYLOAD in m for m in page.eval_on_selector_all(".msg", "ms => ms.map(m => m.innerText)"))
+    assert events == []  # no dialog, no CSP violation, no request but the page
+    page.close()

@@ -33,7 +33,7 @@ import torch
 from autograder.assignment import Assignment
 from autograder.grader import grade
 from autograder.plugin import INTERNAL_ERROR
-from autograder.sandbox import RunnerProcess
+from autograder.sandbox.process import RunnerProcess
 from tests.corpus.build import variant, write
 from tests.test_grading_faults import demo, square
 from tests.test_sandbox_attacks import ENGINE, FULL, ROOT, active, attacked
@@ -216,10 +216,10 @@ fake = types.ModuleType('fake')
 fake.StudentProxy = fake.NotebookSession = fake.GradingPlugin = object
 fake.INTERNAL_ERROR = ''
 fake.run_suite = lambda *a, **k: None
-for name in ('autograder.session', 'autograder.plugin', 'autograder.grader', '_pytest.outcomes',
-             'test_demo', 'hidden.test_demo', 'torch.testing', 'numpy.testing'):
+for name in ('autograder.sandbox.session', 'autograder.plugin', 'autograder.grader',
+             '_pytest.outcomes', 'test_demo', 'hidden.test_demo', 'torch.testing', 'numpy.testing'):
     sys.modules[name] = fake
-print('patched', pytest.approx(1) == 2 and sys.modules['autograder.session'] is fake)""",
+print('patched', pytest.approx(1) == 2 and sys.modules['autograder.sandbox.session'] is fake)""",
 }
 
 
@@ -227,14 +227,14 @@ print('patched', pytest.approx(1) == 2 and sys.modules['autograder.session'] is 
 def test_monkeypatching_in_the_notebook_gains_nothing(assignment, tmp_path, patch):
     originals = (torch.equal, torch.allclose, torch.Tensor.__eq__, numpy.allclose,
                  math.isclose, pytest.approx, abs, float, isinstance, AssertionError)
-    session_module = sys.modules["autograder.session"]
+    session_module = sys.modules["autograder.sandbox.session"]
     report = graded(variant(WRONG_SQUARE, attacked(PATCHES[patch])), assignment, tmp_path)
     assert "patched True" in cell(report, 2).stdout  # the patches were live in the notebook
     assert scores(report) == {**FULL, "A": 0.0}
     # The checks ran in this process, which the patches never reached.
     assert originals == (torch.equal, torch.allclose, torch.Tensor.__eq__, numpy.allclose,
                          math.isclose, pytest.approx, abs, float, isinstance, AssertionError)
-    assert sys.modules["autograder.session"] is session_module
+    assert sys.modules["autograder.sandbox.session"] is session_module
     assert not torch.equal(torch.zeros(1), torch.ones(1))
 
 

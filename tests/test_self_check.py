@@ -29,7 +29,7 @@ def check(release, nb, tmp_path) -> subprocess.CompletedProcess:
 
 
 def test_the_release_ships_the_engine_the_visible_checks_and_their_config(release):
-    assert (release / "autograder" / "runner.py").is_file()
+    assert (release / "autograder" / "sandbox" / "runner.py").is_file()
     assert sorted(p.name for p in (release / "checks").glob("test_*.py")) == sorted(
         p.name for p in (ASSIGNMENT / "visible").glob("test_*.py"))
     config = tomllib.loads((release / "assignment.toml").read_text())

@@ -15,12 +15,11 @@ converges, and eigenvalues computed from it carry errors of ~1e-6 ||A||.
 
 import functools
 
-import pytest
 import torch
 import torch.nn.functional as F
-from krylov_checks import as_vector, eigenvalues_from
+from krylov_checks import eigenvalues_from
 
-from autograder.session import StudentError
+from autograder.testing import check, vector
 from fixtures import spectra
 from fixtures.models import _student_modules
 from reference import krylov_hessian as ref
@@ -132,19 +131,11 @@ def _call_lanczos(student, name: str, A: torch.Tensor, k: int, *, dtype: torch.d
     dim = A.shape[0]
     matrix = A.to(dtype)
     op = student.operator(fn or (lambda v: matrix @ v), dim=dim, dtype=dtype,
-                          budget=budget if budget is not None else 2 * k + 2)
+                          budget=budget if budget is not None else 2 * k + 2, name="the matvec",
+                          hint="Lanczos spends one matvec per step and never builds the matrix")
     call = f"{name}(matvec, dim={dim}, k={k}" + "".join(
         f", {key}={value!r}" for key, value in kwargs.items()) + ")"
-    limit = (f"{call} called the matvec more than {op.budget} times; Lanczos spends one matvec "
-             "per step and never builds the matrix")
-    try:
-        result = student.call(name, op, dim, k, seed=seed, **kwargs)
-    except StudentError:
-        if op.over_budget:
-            raise AssertionError(limit) from None
-        raise
-    assert not op.over_budget, limit
-    return result, op, call
+    return student.call(name, op, dim, k, seed=seed, **kwargs), op, call
 
 
 def _unpack(result, count: int, call: str, names: str) -> tuple:
@@ -156,7 +147,7 @@ def _unpack(result, count: int, call: str, names: str) -> tuple:
 
 def _ritz(value, k: int, call: str) -> torch.Tensor:
     """The Ritz values, ascending, whatever order or container the student used."""
-    return as_vector(value, f"the Ritz values returned by {call}", length=k).sort().values
+    return vector(value, f"the Ritz values returned by {call}", length=k).sort().values
 
 
 def _basis(value, dim: int, k: int, call: str) -> torch.Tensor:
@@ -224,7 +215,7 @@ def _assert_one_matvec_per_step(op, k: int, call: str) -> None:
 # --- 4.1 lanczos_no_reorth --------------------------------------------------------------
 
 
-@pytest.mark.check(exercise="4.1", weight=2)
+@check(exercise="4.1", weight=2)
 def test_lanczos_returns_k_ritz_values_and_a_dim_by_k_basis(student):
     """lanczos_no_reorth returns k Ritz values and a (dim, k) basis"""
     A, _ = _matrix("spread")
@@ -233,7 +224,7 @@ def test_lanczos_returns_k_ritz_values_and_a_dim_by_k_basis(student):
     _basis(Q, A.shape[0], 10, call)
 
 
-@pytest.mark.check(exercise="4.1", weight=2)
+@check(exercise="4.1", weight=2)
 def test_lanczos_basis_is_orthonormal_for_small_k(student):
     """Q has orthonormal columns while no Ritz value has converged"""
     A, _ = _matrix("spread90")
@@ -245,7 +236,7 @@ def test_lanczos_basis_is_orthonormal_for_small_k(student):
         "vector by beta and subtract both alpha_j q_j and beta_j q_{j-1}"
 
 
-@pytest.mark.check(exercise="4.1", weight=3)
+@check(exercise="4.1", weight=3)
 def test_ritz_values_are_the_eigenvalues_of_the_projected_matrix(student):
     """the Ritz values are the eigenvalues of Q^T A Q"""
     A, _ = _matrix("spread")
@@ -255,7 +246,7 @@ def test_ritz_values_are_the_eigenvalues_of_the_projected_matrix(student):
     _assert_consistent(ritz, Q, A, call)
 
 
-@pytest.mark.check(exercise="4.1", weight=2)
+@check(exercise="4.1", weight=2)
 def test_lanczos_with_k_equal_to_dim_finds_the_whole_spectrum(student):
     """with k = dim the Ritz values are the whole spectrum"""
     A, eigs = _matrix("small")
@@ -267,7 +258,7 @@ def test_lanczos_with_k_equal_to_dim_finds_the_whole_spectrum(student):
         "check how T is assembled from the alphas and betas"
 
 
-@pytest.mark.check(exercise="4.1", weight=2)
+@check(exercise="4.1", weight=2)
 def test_extreme_ritz_values_converge_after_30_steps(student):
     """after 30 steps the extreme Ritz values match isolated extreme eigenvalues"""
     A, eigs = _matrix("extremes")
@@ -281,7 +272,7 @@ def test_extreme_ritz_values_converge_after_30_steps(student):
             f"the {which} Ritz value has not converged to the {which} eigenvalue"
 
 
-@pytest.mark.check(exercise="4.1", weight=1)
+@check(exercise="4.1", weight=1)
 def test_lanczos_uses_one_matvec_per_step(student):
     """lanczos_no_reorth spends one matvec per step"""
     A, _ = _matrix("spread90")
@@ -313,7 +304,7 @@ def _convergence_errors(student) -> dict[int, tuple[float, float, float]]:
     return errors
 
 
-@pytest.mark.check(exercise="4.2", weight=2)
+@check(exercise="4.2", weight=2)
 def test_extreme_ritz_values_improve_with_k(student):
     """the errors of the extreme Ritz values shrink as k grows 5 -> 10 -> 20"""
     errors = _convergence_errors(student)
@@ -332,7 +323,7 @@ def test_extreme_ritz_values_improve_with_k(student):
             "on a 150 x 150 matrix whose extreme eigenvalues are well separated"
 
 
-@pytest.mark.check(exercise="4.2", weight=1)
+@check(exercise="4.2", weight=1)
 def test_extremes_converge_before_the_interior(student):
     """the extreme Ritz values are more accurate than the interior ones"""
     errors = _convergence_errors(student)
@@ -348,7 +339,7 @@ def test_extremes_converge_before_the_interior(student):
 # --- 5.1 tracking the loss of orthogonality --------------------------------------------
 
 
-@pytest.mark.check(exercise="5.1", weight=2)
+@check(exercise="5.1", weight=2)
 def test_orth_history_measures_the_returned_basis(student):
     """orth_history[j] is ||Q[:, :j+1]^T Q[:, :j+1] - I||_inf of the returned Q"""
     A = _random_symmetric(13)
@@ -356,7 +347,7 @@ def test_orth_history_measures_the_returned_basis(student):
     _, Q, history, _, call = _track(student, A, k, "none", seed=23)
     Q = _basis(Q, 40, k, call)
     # One entry per step j = 0..k-1, for the first j+1 columns, as the notebook defines it.
-    history = as_vector(history, f"orth_history returned by {call}", length=k)
+    history = vector(history, f"orth_history returned by {call}", length=k)
     assert history[0].item() <= 1e-5, \
         f"orth_history[0] from {call} should be ~0: a single unit vector is orthonormal"
     # Either infinity norm is accepted. fp32 Gram matrices carry ~1e-7 per entry,
@@ -371,7 +362,7 @@ def test_orth_history_measures_the_returned_basis(student):
         "step j, for the j+1 columns built so far"
 
 
-@pytest.mark.check(exercise="5.1", weight=2)
+@check(exercise="5.1", weight=2)
 def test_orthogonality_is_lost_without_reorthogonalization(student):
     """with reorth='none', fp32 Lanczos loses orthogonality on a 40 x 40 matrix"""
     A = _random_symmetric(17)
@@ -384,7 +375,7 @@ def test_orthogonality_is_lost_without_reorthogonalization(student):
         "reorth='none' must not reorthogonalize"
 
 
-@pytest.mark.check(exercise="5.1", weight=2)
+@check(exercise="5.1", weight=2)
 def test_track_orth_ritz_values_and_matvecs(student):
     """lanczos_track_orth's Ritz values are eig(Q^T A Q), one matvec per step"""
     A, _ = _matrix("spread")
@@ -400,7 +391,7 @@ def test_track_orth_ritz_values_and_matvecs(student):
 # --- 5.2 full reorthogonalization -----------------------------------------------------
 
 
-@pytest.mark.check(exercise="5.2", weight=2)
+@check(exercise="5.2", weight=2)
 def test_full_reorth_keeps_the_basis_orthonormal(student):
     """reorth='full' keeps Q orthonormal to fp32 accuracy over 40 steps"""
     A = _random_symmetric(19)
@@ -412,7 +403,7 @@ def test_full_reorth_keeps_the_basis_orthonormal(student):
         "projection of r onto every previous q_i, twice"
 
 
-@pytest.mark.check(exercise="5.2", weight=2)
+@check(exercise="5.2", weight=2)
 def test_full_reorth_with_k_equal_to_dim_finds_the_spectrum(student):
     """reorth='full' with k = dim recovers every eigenvalue"""
     A, eigs = _matrix("indefinite30")
@@ -423,7 +414,7 @@ def test_full_reorth_with_k_equal_to_dim_finds_the_spectrum(student):
         f"{call} on a 30 x 30 fp32 matrix should return all 30 eigenvalues to fp32 accuracy"
 
 
-@pytest.mark.check(exercise="5.2", weight=1)
+@check(exercise="5.2", weight=1)
 def test_full_reorth_twice_is_enough(student):
     """reorth='full' stays orthonormal when r lies mostly in span(Q) (twice is enough)"""
     A = _random_symmetric(43, 60) / (2 * 60 ** 0.5)
@@ -438,7 +429,7 @@ def test_full_reorth_twice_is_enough(student):
         "previous ones: one projection pass is not enough in fp32, do it twice"
 
 
-@pytest.mark.check(exercise="5.2", weight=1)
+@check(exercise="5.2", weight=1)
 def test_full_reorth_uses_one_matvec_per_step(student):
     """reorth='full' still spends one matvec per step"""
     A = _random_symmetric(59)
@@ -450,7 +441,7 @@ def test_full_reorth_uses_one_matvec_per_step(student):
 # --- 5.3 the 0.717 test ---------------------------------------------------------------
 
 
-@pytest.mark.check(exercise="5.3", weight=2)
+@check(exercise="5.3", weight=2)
 def test_selective_reorth_keeps_the_basis_orthonormal(student):
     """reorth='selective' keeps Q orthonormal on a random 40 x 40 fp32 matrix"""
     A = _random_symmetric(67)
@@ -461,7 +452,7 @@ def test_selective_reorth_keeps_the_basis_orthonormal(student):
         f"{call} lost orthogonality: reorthogonalize whenever ||r|| < 0.717 ||A q_j||"
 
 
-@pytest.mark.check(exercise="5.3", weight=1)
+@check(exercise="5.3", weight=1)
 def test_selective_reorthogonalizes_after_cancellation(student):
     """reorth='selective' reorthogonalizes when the recurrence cancels most of A q_j"""
     A = _shifted(73)
@@ -474,7 +465,7 @@ def test_selective_reorthogonalizes_after_cancellation(student):
         "step: the test should fire there and reorthogonalize"
 
 
-@pytest.mark.check(exercise="5.3", weight=1)
+@check(exercise="5.3", weight=1)
 def test_selective_skips_steps_without_cancellation(student):
     """reorth='selective' does not reorthogonalize when ||r|| >= 0.717 ||A q_j||"""
     A = _random_symmetric(83, 60) / (2 * 60 ** 0.5)
@@ -490,7 +481,7 @@ def test_selective_skips_steps_without_cancellation(student):
         "(that is what makes it cheaper than 'full')"
 
 
-@pytest.mark.check(exercise="5.3", weight=1)
+@check(exercise="5.3", weight=1)
 def test_selective_reorth_with_k_equal_to_dim_finds_the_spectrum(student):
     """reorth='selective' with k = dim recovers every eigenvalue"""
     A, eigs = _matrix("indefinite30")
@@ -501,7 +492,7 @@ def test_selective_reorth_with_k_equal_to_dim_finds_the_spectrum(student):
         f"{call} on a 30 x 30 fp32 matrix should return all 30 eigenvalues to fp32 accuracy"
 
 
-@pytest.mark.check(exercise="5.3", weight=1)
+@check(exercise="5.3", weight=1)
 def test_selective_reorth_uses_one_matvec_per_step(student):
     """reorth='selective' still spends one matvec per step"""
     A = _random_symmetric(103)
@@ -539,19 +530,19 @@ def _init_top() -> torch.Tensor:
 
 
 def _top_of(value, name: str, n: int) -> torch.Tensor:
-    values = as_vector(value, name)
+    values = vector(value, name)
     assert values.numel() >= n, f"{name} should hold at least {n} Ritz values, got " \
                                 f"{values.numel()}"
     return ref.top_by_magnitude(values, n)
 
 
-@pytest.mark.check(exercise="6.0", weight=1)
+@check(exercise="6.0", weight=1)
 def test_ritz_init_holds_ten_values(student):
     """ritz_init holds at least 10 finite Ritz values"""
     _top_of(student.get("ritz_init"), "ritz_init", 10)
 
 
-@pytest.mark.check(exercise="6.0", weight=3)
+@check(exercise="6.0", weight=3)
 def test_ritz_init_top5_match_the_hessian(student):
     """the top-5 |ritz_init| match the Hessian's top-5 at initialization"""
     got = _top_of(student.get("ritz_init"), "ritz_init", 10)[:5]
@@ -565,7 +556,7 @@ def test_ritz_init_top5_match_the_hessian(student):
         "reorth='selective', k=30, on hvp_double_backward of the untrained model"
 
 
-@pytest.mark.check(exercise="6.1", weight=1)
+@check(exercise="6.1", weight=1)
 def test_ritz_trained_comes_from_the_trained_model(student):
     """ritz_trained is computed after training (model_mnist trained, spectrum not the init one)"""
     got = _top_of(student.get("ritz_trained"), "ritz_trained", 10)
@@ -590,7 +581,7 @@ def test_ritz_trained_comes_from_the_trained_model(student):
         "ritz_trained matches the Hessian at initialization: compute it after the SGD steps"
 
 
-@pytest.mark.check(exercise="6.1", weight=3)
+@check(exercise="6.1", weight=3)
 def test_ritz_trained_top10_match_the_trained_hessian(student):
     """the top-10 |ritz_trained| match the Hessian of your trained model_mnist"""
     got = _top_of(student.get("ritz_trained"), "ritz_trained", 10)

@@ -13,11 +13,10 @@ error of about sqrt(1e-7) times the gap ratio.
 
 import math
 
-import pytest
 import torch
-from krylov_checks import as_float, as_vector, eigenvalues_from
+from krylov_checks import eigenvalues_from
 
-from autograder.session import StudentError
+from autograder.testing import check, number, vector
 from fixtures import spectra
 from reference import krylov_hessian as ref
 
@@ -38,16 +37,6 @@ def _top(eigs: torch.Tensor, k: int = 1) -> torch.Tensor:
     return eigs[eigs.abs().argsort(descending=True)][:k]
 
 
-def _calling(student, name: str, *args, op, limit_message: str, **kwargs):
-    """Call a student function; an exhausted operator budget becomes a clear failure."""
-    try:
-        return student.call(name, *args, **kwargs)
-    except StudentError:
-        if op.over_budget:
-            raise AssertionError(limit_message) from None
-        raise
-
-
 class _PowerResult:
     """What power_iteration returned, each part checked only when a test reads it.
 
@@ -62,16 +51,16 @@ class _PowerResult:
 
     @property
     def eig(self) -> float:
-        return as_float(self._result[0], "the eigenvalue returned by power_iteration")
+        return number(self._result[0], "the eigenvalue returned by power_iteration")
 
     @property
     def vec(self) -> torch.Tensor:
-        return as_vector(self._result[1], "the eigenvector returned by power_iteration",
+        return vector(self._result[1], "the eigenvector returned by power_iteration",
                          length=self._dim)
 
     @property
     def history(self) -> torch.Tensor:
-        return as_vector(self._result[2], "the history returned by power_iteration")
+        return vector(self._result[2], "the history returned by power_iteration")
 
 
 def _power(student, A: torch.Tensor, *, budget: int | None = None, **kwargs) -> _PowerResult:
@@ -79,10 +68,9 @@ def _power(student, A: torch.Tensor, *, budget: int | None = None, **kwargs) -> 
     n = A.shape[0]
     num_iters = kwargs.get("num_iters", 200)
     op = student.operator(lambda v: A @ v, dim=n, dtype=A.dtype,
-                          budget=budget or 3 * num_iters + 10)
-    result = _calling(student, "power_iteration", op, n, op=op, **kwargs,
-                      limit_message="power_iteration(matvec, dim, num_iters=...) called the "
-                      "matvec far more than once per iteration")
+                          budget=budget or 3 * num_iters + 10, name="the matvec",
+                          hint="power iteration spends one matvec per iteration")
+    result = student.call("power_iteration", op, n, **kwargs)
     return _PowerResult(result, n, op)
 
 
@@ -99,7 +87,7 @@ EIG_RTOL = 1e-4
 # --- Exercise 2.1: power iteration --------------------------------------------
 
 
-@pytest.mark.check(exercise="2.1", weight=1)
+@check(exercise="2.1", weight=1)
 def test_top_eigenvalue_fp32_and_fp64(student):
     """power_iteration finds the top eigenvalue of wide-gap matrices (fp64 and fp32 operators)"""
     for n, seed, dtype in ((60, 101, torch.float64), (35, 107, torch.float32)):
@@ -111,7 +99,7 @@ def test_top_eigenvalue_fp32_and_fp64(student):
             "for the converged unit vector v)"
 
 
-@pytest.mark.check(exercise="2.1", weight=2)
+@check(exercise="2.1", weight=2)
 def test_negative_dominant_eigenvalue(student):
     """power_iteration keeps the sign of a negative dominant eigenvalue"""
     for n, seed, dtype in ((50, 102, torch.float64), (30, 108, torch.float32)):
@@ -123,7 +111,7 @@ def test_negative_dominant_eigenvalue(student):
             "v . A v, not its absolute value or the norm of A v"
 
 
-@pytest.mark.check(exercise="2.1", weight=1)
+@check(exercise="2.1", weight=1)
 def test_large_and_small_scales(student):
     """power_iteration works for very large and very small eigenvalues"""
     # The Hessian's scale is arbitrary: without normalizing v every step,
@@ -140,7 +128,7 @@ def test_large_and_small_scales(student):
             "underflows"
 
 
-@pytest.mark.check(exercise="2.1", weight=2)
+@check(exercise="2.1", weight=2)
 def test_eigenvector(student):
     """the returned vector is a unit top eigenvector (either sign)"""
     cases = (spectra.make("wide_gap", 60, 101).matrix,
@@ -159,7 +147,7 @@ def test_eigenvector(student):
             "eigenvalue (||A v - lambda v|| is large): return the last normalized iterate"
 
 
-@pytest.mark.check(exercise="2.1", weight=2)
+@check(exercise="2.1", weight=2)
 def test_one_matvec_per_iteration(student):
     """power_iteration spends one matvec per iteration and honours num_iters"""
     # Top 10 over a 15-fold 9.5: after 40 steps the Rayleigh quotient still
@@ -179,7 +167,7 @@ def test_one_matvec_per_iteration(student):
             f"{op.calls} matvecs although the eigenvalue was still changing by more than tol"
 
 
-@pytest.mark.check(exercise="2.1", weight=1)
+@check(exercise="2.1", weight=1)
 def test_history_of_changes(student):
     """history holds the per-step |change| of the eigenvalue, and tol stops the loop"""
     spectrum = spectra.make("wide_gap", 60, 101)
@@ -216,7 +204,7 @@ def test_history_of_changes(student):
         "use the tol argument rather than a fixed threshold"
 
 
-@pytest.mark.check(exercise="2.1", weight=1)
+@check(exercise="2.1", weight=1)
 def test_seed(student):
     """the seed alone fixes the start vector"""
     A = spectra.with_spectrum(_cluster(10.0, 9.5, 15, (0.0, 1.0, 14)), 123)
@@ -274,21 +262,21 @@ def _check_rate(student, A: torch.Tensor, ratio: float) -> None:
         "estimate you record (a component ratio or norm converges at a different rate)"
 
 
-@pytest.mark.check(exercise="2.2", weight=2)
+@check(exercise="2.2", weight=2)
 def test_rate_moderate_gap(student):
     """the eigenvalue changes decay like |l2/l1|^(2k) (ratio 0.8, fp64 operator)"""
     _check_rate(student, spectra.with_spectrum(_cluster(10.0, 8.0, 15, (0.0, 1.0, 14)), 201),
                 0.8)
 
 
-@pytest.mark.check(exercise="2.2", weight=1)
+@check(exercise="2.2", weight=1)
 def test_rate_negative_dominant(student):
     """the same rate with a negative dominant eigenvalue (ratio 0.7, fp32 operator)"""
     A = spectra.with_spectrum(_cluster(-10.0, 7.0, 15, (-1.0, 1.0, 14)), 202, torch.float32)
     _check_rate(student, A, 0.7)
 
 
-@pytest.mark.check(exercise="2.2", weight=1)
+@check(exercise="2.2", weight=1)
 def test_tied_top_pair(student):
     """with a tied top pair the eigenvalue still converges"""
     spectrum = spectra.make("tied", 40, 204)
@@ -332,15 +320,13 @@ def _deflated(student, A: torch.Tensor, k: int, *, budget: int | None = None, **
     n = A.shape[0]
     per = kwargs.get("num_iters_per", 300)
     op = student.operator(lambda v: A @ v, dim=n, dtype=A.dtype,
-                          budget=budget or 3 * k * (per + 2) + 10)
-    result = _calling(student, "power_iteration_deflated", op, n, k, op=op, **kwargs,
-                      limit_message=f"power_iteration_deflated(matvec, {n}, k={k}, "
-                      f"num_iters_per={per}) called the matvec more than {op.budget} times: "
-                      "each of the k power iterations should spend one matvec per "
-                      "iteration, and the deflated operator must not be formed as a matrix")
+                          budget=budget or 3 * k * (per + 2) + 10, name="the matvec",
+                          hint="each of the k power iterations should spend one matvec per "
+                          "iteration, and the deflated operator must not be formed as a matrix")
+    result = student.call("power_iteration_deflated", op, n, k, **kwargs)
     assert isinstance(result, (tuple, list)) and len(result) == 2, \
         "power_iteration_deflated should return a tuple (eigvals, eigvecs)"
-    eigvals = as_vector(result[0], "eigvals")
+    eigvals = vector(result[0], "eigvals")
     assert eigvals.numel() == k, \
         f"power_iteration_deflated(..., k={k}) returned {eigvals.numel()} eigenvalues"
     return eigvals, result[1], op
@@ -354,7 +340,7 @@ def _match_top_k(eigvals: torch.Tensor, eigs: torch.Tensor, rtol: float) -> bool
     return bool(((found - exact).abs() <= rtol * exact.abs()).all())
 
 
-@pytest.mark.check(exercise="3.1", weight=2)
+@check(exercise="3.1", weight=2)
 def test_deflated_signed_top_k(student):
     """deflation finds the top-4 eigenvalues by magnitude, with their signs"""
     # Gap ratios 0.7 and 300 iterations per pair: converged to fp32 accuracy;
@@ -369,7 +355,7 @@ def test_deflated_signed_top_k(student):
         "signed lam of every pair found so far"
 
 
-@pytest.mark.check(exercise="3.1", weight=1)
+@check(exercise="3.1", weight=1)
 def test_deflated_indefinite(student):
     """deflation on an indefinite spectrum with a negative dominant eigenvalue (fp32)"""
     spectrum = spectra.make("indefinite", 50, 312, torch.float32)
@@ -381,7 +367,7 @@ def test_deflated_indefinite(student):
         "return the 3 largest-magnitude eigenvalues with their signs"
 
 
-@pytest.mark.check(exercise="3.1", weight=2)
+@check(exercise="3.1", weight=2)
 def test_deflated_eigenvectors(student):
     """eigvecs are orthonormal eigenvectors of the top-k eigenvalues"""
     eigs = eigenvalues_from(10.0, -5.0, 2.5, (-1.0, 1.0, 37))
@@ -404,7 +390,7 @@ def test_deflated_eigenvectors(student):
         "eigenvalues"
 
 
-@pytest.mark.check(exercise="3.1", weight=1)
+@check(exercise="3.1", weight=1)
 def test_deflated_honours_k(student):
     """power_iteration_deflated returns exactly k pairs"""
     A = spectra.with_spectrum(eigenvalues_from(10.0, -7.0, 5.0, -3.5, (-1.0, 1.0, 36)), 314)
@@ -413,7 +399,7 @@ def test_deflated_honours_k(student):
         _as_eigvecs(eigvecs, A.shape[0], k)
 
 
-@pytest.mark.check(exercise="3.1", weight=2)
+@check(exercise="3.1", weight=2)
 def test_deflation_is_matrix_free(student):
     """deflation spends about k * num_iters_per matvecs and never forms the matrix"""
     # dim = 400 > the k * (num_iters_per + 2) = 96 matvecs allowed: reading the
@@ -453,14 +439,14 @@ def _toy_hessian_top10(student) -> torch.Tensor:
 
 def _student_rel_err(student, truth: torch.Tensor) -> torch.Tensor:
     """Relative errors of the student's eigvals_k (order found) against the true top-10."""
-    eigvals_k = as_vector(student.get("eigvals_k"), "eigvals_k", length=10)
+    eigvals_k = vector(student.get("eigvals_k"), "eigvals_k", length=10)
     return (eigvals_k.abs() - truth).abs() / truth
 
 
-@pytest.mark.check(exercise="3.2", weight=1)
+@check(exercise="3.2", weight=1)
 def test_rel_err_matches_eigvals_k(student):
     """rel_err holds the relative errors of eigvals_k against the true top-10 |lambda|"""
-    rel_err = as_vector(student.get("rel_err"), "rel_err", length=10)
+    rel_err = vector(student.get("rel_err"), "rel_err", length=10)
     assert (rel_err >= 0).all(), "rel_err should hold non-negative relative errors"
     expected = _student_rel_err(student, _toy_hessian_top10(student))
     # The notebook's truth is an fp32 eigvalsh of an fp32 Hessian: ~1e-6 of
@@ -471,7 +457,7 @@ def test_rel_err_matches_eigvals_k(student):
         "run the cell as given, after your power_iteration_deflated"
 
 
-@pytest.mark.check(exercise="3.2", weight=2)
+@check(exercise="3.2", weight=2)
 def test_deflation_to_k10_is_mostly_accurate(student):
     """most of the 10 deflated eigenvalues of the toy Hessian are accurate"""
     errors = _student_rel_err(student, _toy_hessian_top10(student))

@@ -14,10 +14,17 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from krylov_checks import as_float, as_vector
 from torch import nn
 
-from autograder.session import MissingName, StudentCrash, StudentError, StudentTimeout
+from autograder.testing import (
+    MissingName,
+    StudentCrash,
+    StudentError,
+    StudentTimeout,
+    check,
+    number,
+    vector,
+)
 from fixtures.models import hvp_case
 from reference import krylov_hessian as ref
 
@@ -39,7 +46,7 @@ BIG_TIMEOUT_S = 20.0
 def autodiff_checks(weight: float) -> pytest.MarkDecorator:
     """Run one check body for 1.1 and for 1.2, each scored on its own exercise."""
     return pytest.mark.parametrize("name", [
-        pytest.param(name, id=exercise, marks=pytest.mark.check(exercise=exercise, weight=weight))
+        pytest.param(name, id=exercise, marks=check(exercise=exercise, weight=weight))
         for exercise, name in AUTODIFF_HVPS.items()])
 
 
@@ -258,7 +265,7 @@ def _fd_mismatch(case, what: str) -> str:
            f"{_count(case.model)} parameters"
 
 
-@pytest.mark.check(exercise="1.3", weight=2)
+@check(exercise="1.3", weight=2)
 def test_fd_is_central(student):
     """has the O(eps^2) error of a central difference (fp64, eps = 1e-3)"""
     case = hvp_case(17, 20, torch.float64, "toy")
@@ -274,7 +281,7 @@ def test_fd_is_central(student):
         "that): use (grad(theta + eps v) - grad(theta - eps v)) / (2 eps) with the eps passed in"
 
 
-@pytest.mark.check(exercise="1.3", weight=1)
+@check(exercise="1.3", weight=1)
 def test_fd_honours_eps(student):
     """uses the eps it is given (fp64, eps = 1e-2 and 2e-3)"""
     case = hvp_case(23, 12, torch.float64, "toy")
@@ -288,7 +295,7 @@ def test_fd_honours_eps(student):
             "(grad(theta + eps v) - grad(theta - eps v)) / (2 eps)"
 
 
-@pytest.mark.check(exercise="1.3", weight=1)
+@check(exercise="1.3", weight=1)
 def test_fd_default_eps(student):
     """uses eps = 1e-3 when called without eps"""
     case = hvp_case(31, 10, torch.float64, "toy")
@@ -301,7 +308,7 @@ def test_fd_default_eps(student):
         "(grad(theta + eps v) - grad(theta - eps v)) / (2 eps)"
 
 
-@pytest.mark.check(exercise="1.3", weight=1)
+@check(exercise="1.3", weight=1)
 def test_fd_fp32(student):
     """agrees with H v in fp32 to finite-difference accuracy"""
     case = _scaled(hvp_case(8, 50, torch.float32, "tiny"), 2.0)
@@ -317,7 +324,7 @@ def test_fd_fp32(student):
 
 
 def _plausible_timing(student, variable: str) -> None:
-    seconds = as_float(student.get(variable), variable)
+    seconds = number(student.get(variable), variable)
     # One HVP of the 254-parameter model is ~1 ms; the window spans any
     # machine, and no ordering is required since timings are noisy.
     assert 1e-6 <= seconds <= 5.0, \
@@ -325,19 +332,19 @@ def _plausible_timing(student, variable: str) -> None:
         "it is outside 1 microsecond .. 5 seconds"
 
 
-@pytest.mark.check(exercise="1.4", weight=1)
+@check(exercise="1.4", weight=1)
 def test_t_dbl(student):
     """t_dbl is a plausible time per double-backward HVP, in seconds"""
     _plausible_timing(student, "t_dbl")
 
 
-@pytest.mark.check(exercise="1.4", weight=1)
+@check(exercise="1.4", weight=1)
 def test_t_jvp(student):
     """t_jvp is a plausible time per jvp-of-grad HVP, in seconds"""
     _plausible_timing(student, "t_jvp")
 
 
-@pytest.mark.check(exercise="1.4", weight=1)
+@check(exercise="1.4", weight=1)
 def test_t_fd(student):
     """t_fd is a plausible time per finite-difference HVP, in seconds"""
     _plausible_timing(student, "t_fd")
@@ -360,14 +367,14 @@ def _dominant(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float
 TOP_EIG_RTOL = 1e-4
 
 
-@pytest.mark.check(exercise="2.3", weight=2)
+@check(exercise="2.3", weight=2)
 def test_top_eig_of_notebook_hessian(student):
     """top_eig is the dominant eigenvalue of the notebook's own toy Hessian"""
     model, X, y = student.get("model"), student.get("X"), student.get("y")
     assert isinstance(model, nn.Module) and isinstance(X, torch.Tensor) \
         and isinstance(y, torch.Tensor), \
         "model, X and y should still be Section 1's toy MLP and batch when the notebook ends"
-    top_eig = as_float(student.get("top_eig"), "top_eig")
+    top_eig = number(student.get("top_eig"), "top_eig")
     truth, _ = _dominant(model, X, y)
     # On this model the dominant eigenvalue is positive, and then the signed
     # Rayleigh quotient and |lambda| agree; if it were negative either sign is
@@ -378,7 +385,7 @@ def test_top_eig_of_notebook_hessian(student):
         "on (X, y): run power_iteration on a matvec that calls hvp_double_backward"
 
 
-@pytest.mark.check(exercise="2.3", weight=2)
+@check(exercise="2.3", weight=2)
 def test_power_iteration_on_hidden_hessian(student):
     """power_iteration on a hidden Hessian operator finds its top eigenpair"""
     case = hvp_case(21, 30, torch.float32, "toy")
@@ -391,8 +398,8 @@ def test_power_iteration_on_hidden_hessian(student):
     result = student.call("power_iteration", op, dim, num_iters=num_iters, seed=5)
     assert isinstance(result, (list, tuple)) and len(result) == 3, \
         "power_iteration should return (eig, vec, history)"
-    eig = as_float(result[0], "the eigenvalue power_iteration returns")
-    vec = as_vector(result[1], "the eigenvector power_iteration returns", length=dim)
+    eig = number(result[0], "the eigenvalue power_iteration returns")
+    vec = vector(result[1], "the eigenvector power_iteration returns", length=dim)
     where = f"power_iteration(hessian_matvec, {dim}, num_iters={num_iters}, seed=5) on the " \
             "loss Hessian of a hidden toy MLP"
     assert abs(eig - truth) <= TOP_EIG_RTOL * abs(truth), \

@@ -10,13 +10,14 @@ Linear-Tanh-Linear, the same matrix in a fraction of the time) for the
 import functools
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 from src.data import load_mnist_7x7
 from src.tiny_models import tiny_mlp
 from torch import nn
-from visible_checks import dense_hessian, vector
+from visible_checks import dense_hessian
+
+from autograder.testing import check, vector
 
 
 def _top_magnitudes(values: torch.Tensor, n: int) -> torch.Tensor:
@@ -115,7 +116,7 @@ def _model_mnist(student) -> nn.Sequential:
 # --- Exercise 2.3 ----------------------------------------------------------------------
 
 
-@pytest.mark.check(exercise="2.3", weight=2)
+@check(exercise="2.3", weight=2)
 def test_top_eig_of_thedense_hessian(student):
     """top_eig is the largest-magnitude eigenvalue of the toy MLP's Hessian"""
     model, X, y = _notebook_toy(student)
@@ -144,7 +145,7 @@ def _toy_errors(student) -> torch.Tensor:
     return (eigvals_k.abs() - truth).abs() / truth
 
 
-@pytest.mark.check(exercise="3.2", weight=1)
+@check(exercise="3.2", weight=1)
 def test_rel_err_matches_eigvals_k(student):
     """rel_err holds the relative errors of eigvals_k against the true top-10 |lambda|"""
     rel_err = vector(student.get("rel_err"), "rel_err")
@@ -157,7 +158,7 @@ def test_rel_err_matches_eigvals_k(student):
         "run the cell as given, after your power_iteration_deflated"
 
 
-@pytest.mark.check(exercise="3.2", weight=1)
+@check(exercise="3.2", weight=1)
 def test_deflation_to_k10_is_mostly_accurate(student):
     """at least half of the 10 deflated eigenvalues of the toy Hessian are accurate"""
     errors = _toy_errors(student)
@@ -177,13 +178,13 @@ def _ritz_top(student, name: str, n: int) -> torch.Tensor:
     return _top_magnitudes(values, n)
 
 
-@pytest.mark.check(exercise="6.0", weight=1)
+@check(exercise="6.0", weight=1)
 def test_ritz_init_holds_the_ritz_values(student):
     """ritz_init holds at least 10 finite Ritz values"""
     _ritz_top(student, "ritz_init", 10)
 
 
-@pytest.mark.check(exercise="6.0", weight=2)
+@check(exercise="6.0", weight=2)
 def test_ritz_init_top5_match_the_hessian(student):
     """the 5 largest |ritz_init| match the Hessian's top-5 |eigenvalues| at initialization"""
     got = _ritz_top(student, "ritz_init", 5)
@@ -196,7 +197,7 @@ def test_ritz_init_top5_match_the_hessian(student):
         "k=30, on hvp_double_backward of the untrained model"
 
 
-@pytest.mark.check(exercise="6.1", weight=1)
+@check(exercise="6.1", weight=1)
 def test_ritz_trained_holds_the_ritz_values_of_a_trained_model(student):
     """ritz_trained holds at least 10 finite Ritz values, and model_mnist has been trained"""
     _ritz_top(student, "ritz_trained", 10)
@@ -210,7 +211,7 @@ def test_ritz_trained_holds_the_ritz_values_of_a_trained_model(student):
         "model_mnist still looks untrained: run the 200 SGD steps of Exercise 6.1 on it"
 
 
-@pytest.mark.check(exercise="6.1", weight=3)
+@check(exercise="6.1", weight=3)
 def test_ritz_trained_top5_match_the_trained_hessian(student):
     """the 5 largest |ritz_trained| match the Hessian of your trained model_mnist"""
     got = _ritz_top(student, "ritz_trained", 5)

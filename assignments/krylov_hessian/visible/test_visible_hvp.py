@@ -12,6 +12,8 @@ import torch
 from src.tiny_models import count_params, toy_mlp
 from visible_checks import dense_hessian
 
+from autograder.testing import check
+
 AUTODIFF_HVPS = {"1.1": "hvp_double_backward", "1.2": "hvp_jvp_of_grad"}
 FD_NAME = "hvp_finite_difference"
 
@@ -19,7 +21,7 @@ FD_NAME = "hvp_finite_difference"
 def autodiff_checks(weight: float) -> pytest.MarkDecorator:
     """One check body for 1.1 and for 1.2, each scored on its own exercise."""
     return pytest.mark.parametrize("name", [
-        pytest.param(name, id=exercise, marks=pytest.mark.check(exercise=exercise, weight=weight))
+        pytest.param(name, id=exercise, marks=check(exercise=exercise, weight=weight))
         for exercise, name in AUTODIFF_HVPS.items()])
 
 
@@ -127,7 +129,7 @@ FD_ADVICE = ("use (grad(theta + eps v) - grad(theta - eps v)) / (2 eps) of the m
              "cross-entropy loss, with entries in model.parameters() order")
 
 
-@pytest.mark.check(exercise="1.3", weight=1)
+@check(exercise="1.3", weight=1)
 def test_fd_agrees_with_the_dense_hessian(student):
     """agrees with H @ v to finite-difference accuracy (fp32, default eps)"""
     model, X, y, v = _case(torch.float32)
@@ -139,7 +141,7 @@ def test_fd_agrees_with_the_dense_hessian(student):
         f"than 1e-2 relative: {_hint(value, v, len(y), expected, FD_ADVICE)}"
 
 
-@pytest.mark.check(exercise="1.3", weight=2)
+@check(exercise="1.3", weight=2)
 def test_fd_is_a_central_difference(student):
     """has the small O(eps^2) error of a central difference (fp64, eps = 1e-3)"""
     model, X, y, v = _case(torch.float64)
@@ -155,7 +157,7 @@ def test_fd_is_a_central_difference(student):
         "use (grad(theta + eps v) - grad(theta - eps v)) / (2 eps) with the eps passed in"
 
 
-@pytest.mark.check(exercise="1.4", weight=1)
+@check(exercise="1.4", weight=1)
 def test_timings_are_plausible(student):
     """t_dbl, t_jvp and t_fd are plausible times per HVP, in seconds"""
     for variable in ("t_dbl", "t_jvp", "t_fd"):

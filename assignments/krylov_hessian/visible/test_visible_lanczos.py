@@ -10,11 +10,10 @@ fp32 work (roundoff 6e-8; a fp32 basis is orthonormal to a few 1e-7).
 
 import functools
 
-import pytest
 import torch
-from visible_checks import rotated, vector
+from visible_checks import rotated
 
-from autograder.session import StudentError
+from autograder.testing import check, vector
 
 
 @functools.cache
@@ -51,18 +50,11 @@ def _lanczos(student, name: str, A: torch.Tensor, k: int, *, seed: int = 0,
     """
     dim = A.shape[0]
     op = student.operator(lambda v: A @ v, dim=dim, dtype=A.dtype,
-                          budget=budget if budget is not None else 2 * k + 2)
+                          budget=budget if budget is not None else 2 * k + 2, name="the matvec",
+                          hint="Lanczos spends one matvec per step")
     call = f"{name}(matvec, {dim}, {k}" + "".join(
         f", {key}={value!r}" for key, value in kwargs.items()) + f", seed={seed})"
-    limit = f"{call} called the matvec more than {op.budget} times; Lanczos spends one " \
-            "matvec per step"
-    try:
-        result = student.call(name, op, dim, k, seed=seed, **kwargs)
-    except StudentError:
-        if op.over_budget:
-            raise AssertionError(limit) from None
-        raise
-    assert not op.over_budget, limit
+    result = student.call(name, op, dim, k, seed=seed, **kwargs)
     count, names = (2, "(ritz_vals, Q)") if name == "lanczos_no_reorth" \
         else (3, "(ritz, Q, orth_history)")
     assert isinstance(result, (tuple, list)) and len(result) == count, \
@@ -112,7 +104,7 @@ def _assert_whole_spectrum(ritz: torch.Tensor, A: torch.Tensor, call: str,
 # --- Exercise 4.1 ----------------------------------------------------------------------
 
 
-@pytest.mark.check(exercise="4.1", weight=1)
+@check(exercise="4.1", weight=1)
 def test_lanczos_returns_k_ritz_values_and_a_dim_by_k_basis(student):
     """lanczos_no_reorth returns k Ritz values and a (dim, k) basis"""
     (ritz, Q), _, call = _lanczos(student, "lanczos_no_reorth", _spread(), 12)
@@ -120,7 +112,7 @@ def test_lanczos_returns_k_ritz_values_and_a_dim_by_k_basis(student):
     _basis(Q, 100, 12, call)
 
 
-@pytest.mark.check(exercise="4.1", weight=2)
+@check(exercise="4.1", weight=2)
 def test_lanczos_basis_is_orthonormal_for_small_k(student):
     """Q has orthonormal columns after 12 steps on an evenly spread spectrum"""
     (_, Q), _, call = _lanczos(student, "lanczos_no_reorth", _spread(), 12)
@@ -131,7 +123,7 @@ def test_lanczos_basis_is_orthonormal_for_small_k(student):
         "vector by beta and subtract both alpha_j q_j and beta_j q_(j-1)"
 
 
-@pytest.mark.check(exercise="4.1", weight=2)
+@check(exercise="4.1", weight=2)
 def test_ritz_values_are_the_eigenvalues_of_the_projected_matrix(student):
     """the Ritz values are the eigenvalues of Q^T A Q for the returned Q"""
     A = _spread()
@@ -146,7 +138,7 @@ def test_ritz_values_are_the_eigenvalues_of_the_projected_matrix(student):
         "and the beta_j q_(j-1) term of the recurrence"
 
 
-@pytest.mark.check(exercise="4.1", weight=1)
+@check(exercise="4.1", weight=1)
 def test_lanczos_with_k_equal_to_dim_finds_the_whole_spectrum(student):
     """with k = dim = 10 the Ritz values are the whole spectrum"""
     A = _small()
@@ -154,7 +146,7 @@ def test_lanczos_with_k_equal_to_dim_finds_the_whole_spectrum(student):
     _assert_whole_spectrum(_ritz(ritz, 10, call), A, call)
 
 
-@pytest.mark.check(exercise="4.1", weight=1)
+@check(exercise="4.1", weight=1)
 def test_lanczos_uses_one_matvec_per_step(student):
     """lanczos_no_reorth spends one matvec per step"""
     k = 15
@@ -167,7 +159,7 @@ def test_lanczos_uses_one_matvec_per_step(student):
 # --- Exercise 4.2 ----------------------------------------------------------------------
 
 
-@pytest.mark.check(exercise="4.2", weight=2)
+@check(exercise="4.2", weight=2)
 def test_extreme_ritz_values_converge_first(student):
     """the extreme Ritz values converge as k grows 5 -> 20, before the interior ones"""
     A = _extremes()
@@ -204,7 +196,7 @@ def _history_errors(Q: torch.Tensor, entrywise: bool) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64)
 
 
-@pytest.mark.check(exercise="5.1", weight=2)
+@check(exercise="5.1", weight=2)
 def test_orth_history_measures_the_returned_basis(student):
     """orth_history[j] is ||Q[:, :j+1]^T Q[:, :j+1] - I||_inf of the returned Q (A40)"""
     (_, Q, history), _, call = _lanczos(student, "lanczos_track_orth", _notebook_a40(), 40,
@@ -221,7 +213,7 @@ def test_orth_history_measures_the_returned_basis(student):
         "step j, for the j+1 columns built so far"
 
 
-@pytest.mark.check(exercise="5.1", weight=1)
+@check(exercise="5.1", weight=1)
 def test_orthogonality_is_lost_without_reorthogonalization(student):
     """with reorth='none', 40 steps on A40 in fp32 lose orthogonality"""
     (_, Q, _), _, call = _lanczos(student, "lanczos_track_orth", _notebook_a40(), 40,
@@ -254,27 +246,27 @@ def _check_whole_spectrum(student, reorth: str) -> None:
                            "the alphas and betas that go into T")
 
 
-@pytest.mark.check(exercise="5.2", weight=2)
+@check(exercise="5.2", weight=2)
 def test_full_reorth_keeps_the_basis_orthonormal(student):
     """reorth='full' keeps Q orthonormal to fp32 accuracy over 40 steps (A40)"""
     _check_orthonormal(student, "full", 1e-5, "subtract the projection of r onto every "
                        "previous q_i, twice, on every step")
 
 
-@pytest.mark.check(exercise="5.2", weight=1)
+@check(exercise="5.2", weight=1)
 def test_full_reorth_with_k_equal_to_dim_finds_the_spectrum(student):
     """reorth='full' with k = dim = 40 recovers every eigenvalue of A40"""
     _check_whole_spectrum(student, "full")
 
 
-@pytest.mark.check(exercise="5.3", weight=2)
+@check(exercise="5.3", weight=2)
 def test_selective_reorth_keeps_the_basis_orthonormal(student):
     """reorth='selective' keeps Q orthonormal over 40 steps (A40)"""
     _check_orthonormal(student, "selective", 1e-4, "reorthogonalize r against every previous "
                        "q_i whenever ||r|| < 0.717 ||A q_j||")
 
 
-@pytest.mark.check(exercise="5.3", weight=1)
+@check(exercise="5.3", weight=1)
 def test_selective_reorth_with_k_equal_to_dim_finds_the_spectrum(student):
     """reorth='selective' with k = dim = 40 recovers every eigenvalue of A40"""
     _check_whole_spectrum(student, "selective")

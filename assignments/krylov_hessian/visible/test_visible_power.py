@@ -9,11 +9,10 @@ allow fp32 work: a converged fp32 Rayleigh quotient is within a few 1e-7
 
 import math
 
-import pytest
 import torch
-from visible_checks import number, rotated, vector
+from visible_checks import rotated
 
-from autograder.session import StudentError
+from autograder.testing import check, number, vector
 
 
 def _diag(eigs: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -32,16 +31,10 @@ def _signature(name: str, n: int, kwargs: dict) -> str:
 def _call(student, name: str, A: torch.Tensor, *args, budget: int, **kwargs):
     """Call `name(matvec, n, *args, **kwargs)` with a matvec for A that counts its calls."""
     n = A.shape[0]
-    op = student.operator(lambda v: A @ v, dim=n, dtype=A.dtype, budget=budget)
+    op = student.operator(lambda v: A @ v, dim=n, dtype=A.dtype, budget=budget,
+                          name="the matvec", hint="spend one matvec per iteration")
     call = _signature(name, n, dict(zip(("k",), args)) | kwargs)
-    try:
-        result = student.call(name, op, n, *args, **kwargs)
-    except StudentError:
-        if op.over_budget:
-            raise AssertionError(f"{call} called the matvec more than {budget} times: spend "
-                                 "one matvec per iteration") from None
-        raise
-    return result, op, call
+    return student.call(name, op, n, *args, **kwargs), op, call
 
 
 def _power(student, A: torch.Tensor, **kwargs):
@@ -62,7 +55,7 @@ POWER_CASES = (
 )
 
 
-@pytest.mark.check(exercise="2.1", weight=2)
+@check(exercise="2.1", weight=2)
 def test_top_eigenvalue_with_its_sign(student):
     """power_iteration returns the largest-magnitude eigenvalue, with its sign"""
     for label, A in POWER_CASES:
@@ -75,7 +68,7 @@ def test_top_eigenvalue_with_its_sign(student):
             "or ||A v||)"
 
 
-@pytest.mark.check(exercise="2.1", weight=1)
+@check(exercise="2.1", weight=1)
 def test_unit_top_eigenvector(student):
     """the returned vector is a unit eigenvector of the top eigenvalue (either sign)"""
     for label, A in POWER_CASES:
@@ -90,7 +83,7 @@ def test_unit_top_eigenvector(student):
             "eigenvalue (||A v - lambda v|| is large): return the last normalized iterate"
 
 
-@pytest.mark.check(exercise="2.1", weight=1)
+@check(exercise="2.1", weight=1)
 def test_large_and_small_eigenvalues(student):
     """power_iteration works when the eigenvalues are huge or tiny (fp32)"""
     for scale in (1e4, 1e-5):
@@ -106,7 +99,7 @@ def test_large_and_small_eigenvalues(student):
             "eigenvalue: normalize v after every matvec, or |lambda|^k over- or underflows fp32"
 
 
-@pytest.mark.check(exercise="2.1", weight=1)
+@check(exercise="2.1", weight=1)
 def test_history_and_tol(student):
     """history holds per-step |changes| of the estimate and the loop stops below tol"""
     A = _diag([10.0, 9.0] + [1.0] * 8)
@@ -123,7 +116,7 @@ def test_history_and_tol(student):
         "tol argument"
 
 
-@pytest.mark.check(exercise="2.1", weight=1)
+@check(exercise="2.1", weight=1)
 def test_one_matvec_per_iteration(student):
     """power_iteration spends one matvec per iteration"""
     # Ratio 0.99: far from converged after 30 steps, so nothing stops early.
@@ -157,7 +150,7 @@ def _decay_slope(history: torch.Tensor, eig: float, points: int = 8) -> float | 
             / sum((i - mean_i) ** 2 for i in window))
 
 
-@pytest.mark.check(exercise="2.2", weight=2)
+@check(exercise="2.2", weight=2)
 def test_changes_decay_at_the_rayleigh_rate(student):
     """the changes of the estimate decay like |l2/l1|^(2k) (l1 = 10, l2 = 8)"""
     # Both eigenvalues are repeated (5 and 10 times), so any random start vector has a
@@ -195,7 +188,7 @@ def _deflated(student, k: int, num_iters_per: int = 300):
     return A, eigvals, result[1], call
 
 
-@pytest.mark.check(exercise="3.1", weight=2)
+@check(exercise="3.1", weight=2)
 def test_deflation_finds_the_signed_top_3(student):
     """deflation finds the 3 largest-magnitude eigenvalues, with their signs"""
     _, eigvals, _, call = _deflated(student, 3)
@@ -207,7 +200,7 @@ def test_deflation_finds_the_signed_top_3(student):
         "out - lam * (u . v) * u, for every pair found so far, with the signed lam"
 
 
-@pytest.mark.check(exercise="3.1", weight=1)
+@check(exercise="3.1", weight=1)
 def test_deflation_eigenvectors(student):
     """eigvecs holds orthonormal eigenvectors of those eigenvalues (dim x k)"""
     A, _, eigvecs, call = _deflated(student, 3)

@@ -6,9 +6,9 @@ sanity check, not a guarantee: the grader runs further hidden checks.
 """
 
 
-import pytest
 import torch
-from visible_checks import number, vector
+
+from autograder.testing import check, number, vector
 
 
 def _exercise_matrix() -> torch.Tensor:
@@ -27,7 +27,7 @@ def _conditioned_spd(n: int, kappa: float, seed: int = 0) -> torch.Tensor:
     return Q @ torch.diag(eigs) @ Q.T
 
 
-@pytest.mark.check(exercise="0.1", weight=1)
+@check(exercise="0.1", weight=1)
 def test_op_norm(student):
     """op_norm is the spectral norm of the matrix A of Exercise 0.1"""
     value = number(student.get("op_norm"), "op_norm")
@@ -37,7 +37,7 @@ def test_op_norm(student):
         "torch.linalg.matrix_norm(A, ord=2) (not the largest |eigenvalue|, A is not symmetric)"
 
 
-@pytest.mark.check(exercise="0.1", weight=1)
+@check(exercise="0.1", weight=1)
 def test_fro_norm(student):
     """fro_norm is the Frobenius norm of the matrix A of Exercise 0.1"""
     value = number(student.get("fro_norm"), "fro_norm")
@@ -47,7 +47,7 @@ def test_fro_norm(student):
         "torch.linalg.matrix_norm(A, ord='fro')"
 
 
-@pytest.mark.check(exercise="0.2", weight=2)
+@check(exercise="0.2", weight=2)
 def test_x_hat_solves_the_last_system(student):
     """x_hat solves the last system of the sweep (kappa = 1e8) to fp32 accuracy"""
     x_hat = vector(student.get("x_hat"), "x_hat", 30)
@@ -60,7 +60,7 @@ def test_x_hat_solves_the_last_system(student):
         "torch.linalg.solve(A, b), not with inv(A) @ b or the normal equations"
 
 
-@pytest.mark.check(exercise="0.2", weight=1)
+@check(exercise="0.2", weight=1)
 def test_residuals_of_the_sweep(student):
     """residuals holds the 9 relative residuals of the sweep, all at fp32 level"""
     residuals = vector(student.get("residuals"), "residuals", 9)
@@ -70,7 +70,7 @@ def test_residuals_of_the_sweep(student):
         "solve (torch.linalg.solve) keeps every one of them near fp32 roundoff"
 
 
-@pytest.mark.check(exercise="0.3", weight=1)
+@check(exercise="0.3", weight=1)
 def test_eps32(student):
     """eps32 is the fp32 machine epsilon"""
     value = number(student.get("eps32"), "eps32")
@@ -79,7 +79,7 @@ def test_eps32(student):
         "1 + eps / 2 > 1 in fp32, i.e. find_eps(torch.float32)"
 
 
-@pytest.mark.check(exercise="0.3", weight=1)
+@check(exercise="0.3", weight=1)
 def test_eps64(student):
     """eps64 is the fp64 machine epsilon"""
     value = number(student.get("eps64"), "eps64")

@@ -1,9 +1,9 @@
 """The untrusted side: runs a submission's code cells, then serves calls.
 
-Started by the grader inside the sandbox (`sandbox.RUNNER_BOOT`) with FD,
-its end of a socket pair, as its one argument. It never sees hidden tests, reference
-code or expected values: it only answers requests made of plain data
-(see `protocol`). After executing the notebook it becomes a "zygote": each
+Started by the grader inside the sandbox (`process.RUNNER_BOOT`) with its
+end of a socket pair and the engine's parent folder as arguments. It never
+sees hidden tests, reference code or expected values: it only answers
+requests made of plain data (see `protocol`). After executing the notebook it becomes a "zygote": each
 `fork` request makes a child holding a copy of the notebook's state, which
 serves one check's calls and dies. A hang, crash or corruption in one check
 therefore cannot touch the next, and the grader can kill a child without
@@ -22,12 +22,10 @@ import socket
 import sys
 import time
 import traceback
-from pathlib import Path
 
 from . import protocol
 from .confine import confine
 
-ENGINE_HOME = str(Path(__file__).resolve().parent.parent)
 OUTPUT_LIMIT = 20_000  # characters of stdout kept per cell
 MAX_FIGURE_POINTS = 5_000  # per line, for plot checks
 
@@ -306,9 +304,10 @@ def main() -> None:
     torch.set_num_threads(1)
     collector = FigureCollector()
     shell = make_shell(collector)
-    layers, refused = confine(os.environ["HOME"])  # the scratch root; before any student code
+    # The scratch root and the process budget; before any student code.
+    layers, refused = confine(os.environ["HOME"], int(sys.argv[3]))
     protocol.send(sock, {"op": "confined", "layers": layers, "refused": refused})
-    sys.path.remove(ENGINE_HOME)  # put there by the grader's boot line, for our imports only
+    sys.path.remove(sys.argv[2])  # put there by the grader's boot line, for our imports only
     sys.path.insert(0, "")  # as in a Jupyter kernel: modules beside the notebook import
     request = protocol.receive(sock)
     for cell in request["cells"]:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from ..submission import NOT_SUBMITTED, notebooks_in, pick_notebook
+
 MAX_ZIP_BYTES = 2 * 2**30  # uncompressed, a cohort of 1,000 notebooks with outputs fits
-SKIPPED = {"__MACOSX", ".ipynb_checkpoints", ".DS_Store"}
 
 
 class CohortInputError(ValueError):
@@ -87,12 +88,7 @@ class _Found:
 
 
 def _visible(path: Path) -> bool:
-    return not path.name.startswith(".") and path.name not in SKIPPED
-
-
-def _notebooks(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*.ipynb")
-                  if p.is_file() and not SKIPPED & set(p.relative_to(folder).parts))
+    return not path.name.startswith(".") and path.name not in NOT_SUBMITTED
 
 
 def _flat(folder: Path) -> list[_Found]:
@@ -101,7 +97,7 @@ def _flat(folder: Path) -> list[_Found]:
         if entry.suffix == ".ipynb" and entry.is_file():
             found.append(_Found(entry.stem, entry.name, [entry]))
         elif entry.is_dir():  # a student's folder holding the notebook
-            found.append(_Found(entry.name, entry.name + "/", _notebooks(entry)))
+            found.append(_Found(entry.name, entry.name + "/", notebooks_in(entry)))
         else:
             found.append(_Found(entry.stem, entry.name, [],
                                 f"{entry.name} is not a notebook (.ipynb) nor a folder"))
@@ -124,7 +120,7 @@ def _nbgrader(submitted: Path, assignment_name: str) -> list[_Found]:
                                 f"found: {names}"))
             continue
         found.append(_Found(student.name, source + chosen[0].name + "/",
-                            _notebooks(chosen[0])))
+                            notebooks_in(chosen[0])))
     return found
 
 
@@ -146,7 +142,7 @@ def _gradescope(folder: Path, metadata: Path) -> list[_Found]:
             found.append(_Found(student, str(key), [], "listed in submission_metadata.yml "
                                 "but its folder is missing"))
         else:
-            found.append(_Found(student, str(key) + "/", _notebooks(submission)))
+            found.append(_Found(student, str(key) + "/", notebooks_in(submission)))
     for extra in sorted(folder.iterdir()):
         if extra.is_dir() and _visible(extra) and extra.name not in listed:
             found.append(_Found(extra.name, extra.name + "/", [],
@@ -164,14 +160,8 @@ def _field(mapping, name: str):
 def _one_notebook(entry: _Found, notebook_name: str) -> Input:
     if entry.problem:
         return Input(entry.student, entry.source, None, entry.problem)
-    files = entry.files
-    named = [f for f in files if f.name == notebook_name]
-    if len(files) == 1 or len(named) == 1:
-        return Input(entry.student, entry.source, (named or files)[0])
-    if not files:
-        return Input(entry.student, entry.source, None, "no notebook (.ipynb) submitted")
-    return Input(entry.student, entry.source, None,
-                 f"{len(files)} notebooks and none uniquely named {notebook_name}")
+    notebook, problem = pick_notebook(entry.files, notebook_name)
+    return Input(entry.student, entry.source, notebook, problem)
 
 
 def _mark_duplicates(inputs: list[Input]) -> list[Input]:

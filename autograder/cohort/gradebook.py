@@ -26,11 +26,11 @@ from nbgrader.preprocessors import (
     SaveCells,
 )
 
-from .assignment import Assignment
-from .outcome import CohortEntry
-from .release import nbgrader_config
+from ..assignment import Assignment
+from ..outcome import CohortEntry, Status
+from ..release import nbgrader_config
 
-EXPORTED = ("graded", "rejected")
+EXPORTED = (Status.GRADED, Status.REJECTED)
 
 
 def export_gradebook(entries: list[CohortEntry], assignment: Assignment, url: str) -> int:
@@ -65,7 +65,7 @@ def export_gradebook(entries: list[CohortEntry], assignment: Assignment, url: st
                       gb.find_submission_notebook(notebook, assignment.name, entry.student).grades}
             for exercise in assignment.exercises:
                 grade = grades[exercise.grade_id]
-                points = entry.exercises.get(exercise.id, 0.0) if entry.status == "graded" else 0.0
+                points = entry.exercises.get(exercise.id, 0.0) if entry.status == Status.GRADED else 0.0
                 grade.auto_score = float(points)
                 # as nbgrader's SaveAutoGrades: a hand-entered score keeps the cell under review
                 grade.needs_manual_grade = grade.manual_score is not None

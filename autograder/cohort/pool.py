@@ -28,12 +28,13 @@ from multiprocessing import get_context
 from multiprocessing.util import Finalize
 from pathlib import Path
 
-from .assignment import Assignment, AssignmentError
-from .cohort_inputs import Input, find_inputs
-from .cohort_store import ResultStore
-from .grader import RunnerSupply, grade, grader_version, usable_cpus, warm_up
-from .outcome import CohortEntry, GradeReport
-from .submission import SubmissionError, load
+from ..assignment import Assignment, AssignmentError
+from ..grader import RunnerSupply, grade, grader_version, usable_cpus, warm_up
+from ..outcome import CohortEntry, GradeReport, Status
+from ..sandbox import CellStatus
+from ..submission import SubmissionError, load
+from .inputs import Input, find_inputs
+from .store import ResultStore
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def code_digest(notebook: Path) -> str:
 def _flags(report: GradeReport) -> list[str]:
     """What a TA should look at: timeouts and attempts the sandbox stopped."""
     flags = []
-    if any(cell.status == "timeout" for cell in report.cells):
+    if any(cell.status == CellStatus.TIMEOUT for cell in report.cells):
         flags.append("timeout")
     stopped = [cell.error for cell in report.cells
                if "PermissionError" in cell.error or "to disk" in cell.error]
@@ -80,7 +81,7 @@ def _flags(report: GradeReport) -> list[str]:
 def entry_from(report: GradeReport, task: Task) -> CohortEntry:
     return CohortEntry(
         student=task.student, source=task.source,
-        status="graded" if report.status == "graded" else "rejected", reason=report.reason,
+        status=report.status, reason=report.reason,
         score=report.score, max_score=report.max_score,
         exercises={e.id: e.score for e in report.exercises},
         failures=[(e.id, c.message) for e in report.exercises for c in e.checks
@@ -99,7 +100,7 @@ def _warm_worker(assignment_root: str) -> None:
     _assignment = Assignment.load(assignment_root)
     _runners = RunnerSupply(_assignment, spare=True)
     Finalize(_runners, _runners.close, exitpriority=10)  # the spare dies with the worker
-    from . import plugin, session  # noqa: F401 - the imports are the point
+    from .. import plugin  # noqa: F401 - the import is the point (it loads the session too)
 
     if _assignment.hidden is not None:
         warm_up(_assignment.hidden, GradeReport("", "", ""))
@@ -111,7 +112,7 @@ def grade_task(task: Task) -> tuple[CohortEntry, str]:
         report = grade(task.notebook, _assignment, task.feedback, runners=_runners)
         entry = entry_from(report, task)
     except Exception:  # noqa: BLE001 - one grader fault must not end the cohort
-        entry = CohortEntry(task.student, task.source, "error",
+        entry = CohortEntry(task.student, task.source, Status.ERROR,
                             reason="internal grader error: "
                             + traceback.format_exc(limit=3)[-600:],
                             max_score=_assignment.total_points if _assignment else 0.0,
@@ -129,7 +130,7 @@ class Progress:
 
     def update(self, entry: CohortEntry) -> None:
         self.done += 1
-        self.failed += entry.status != "graded"
+        self.failed += entry.status != Status.GRADED
         elapsed = time.monotonic() - self.started
         eta = elapsed / self.done * (self.total - self.done)
         line = (f"graded {self.done}/{self.total}, {self.failed} not gradable or failed, "
@@ -151,7 +152,7 @@ def run_parallel(tasks: list[Task], assignment: Assignment, workers: int,
     """
     for task in _run_pool(tasks, assignment, workers, on_result, work):
         if _run_pool([task], assignment, 1, on_result, work):
-            on_result(CohortEntry(task.student, task.source, "error",
+            on_result(CohortEntry(task.student, task.source, Status.ERROR,
                                   reason="grading this submission killed its worker process "
                                   "(out of memory?)", max_score=assignment.total_points,
                                   digest=task.digest), code_digest(Path(task.notebook)))
@@ -192,7 +193,7 @@ def run_dask(tasks: list[Task], assignment: Assignment, address: str,
              on_result: Callable[[CohortEntry, str], None]) -> None:
     """Spread the tasks over a Dask cluster. Its workers must see the same paths
     (a shared file system); each task grades in a fresh `python -m
-    autograder.cohort` process, because a Dask worker's threads must not fork
+    autograder.cohort.pool` process, because a Dask worker's threads must not fork
     sandboxed runners themselves."""
     from distributed import Client, as_completed
 
@@ -204,7 +205,7 @@ def run_dask(tasks: list[Task], assignment: Assignment, address: str,
             try:
                 on_result(*future.result())
             except Exception as exc:  # noqa: BLE001 - a lost worker costs one submission
-                on_result(CohortEntry(task.student, task.source, "error",
+                on_result(CohortEntry(task.student, task.source, Status.ERROR,
                                       reason=f"the Dask task failed: {exc}"[:600],
                                       max_score=assignment.total_points, digest=task.digest),
                           code_digest(Path(task.notebook)))
@@ -212,13 +213,14 @@ def run_dask(tasks: list[Task], assignment: Assignment, address: str,
 
 def grade_in_subprocess(task: Task, assignment_root: str) -> tuple[CohortEntry, str]:
     """Run on a Dask worker: one submission, graded by a child Python."""
-    run = subprocess.run([sys.executable, "-m", "autograder.cohort", assignment_root,
+    run = subprocess.run([sys.executable, "-m", "autograder.cohort.pool", assignment_root,
                           json.dumps(asdict(task))], check=False, capture_output=True,
                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if run.returncode:
         raise RuntimeError(f"grading {task.source} failed: {run.stderr[-400:]}")
     entry, code = json.loads(run.stdout.splitlines()[-1])
     entry["failures"] = [tuple(f) for f in entry["failures"]]
+    entry["status"] = Status(entry["status"])
     return CohortEntry(**entry), code
 
 
@@ -276,7 +278,7 @@ def grade_cohort(path: Path, assignment: Assignment, out_dir: Path,
 
 def _not_gradable(item: Input, assignment: Assignment) -> CohortEntry:
     return CohortEntry(item.student, item.source,
-                       "duplicate" if item.duplicate_of else "rejected", reason=item.problem,
+                       Status.DUPLICATE if item.duplicate_of else Status.REJECTED, reason=item.problem,
                        max_score=assignment.total_points)
 
 
@@ -288,7 +290,7 @@ def _current(store: ResultStore, inputs: list[Input],
     entries = [stored[item.student] for item in inputs]
     by_code: dict[str, list[str]] = defaultdict(list)
     for entry, code in entries:
-        if entry.status == "graded" and code and code != release_code:
+        if entry.status == Status.GRADED and code and code != release_code:
             by_code[code].append(entry.student)
     for entry, code in entries:
         twins = [s for s in by_code.get(code, []) if s != entry.student]
@@ -301,7 +303,7 @@ def _release_code_digest(assignment: Assignment) -> str:
     """Unfilled copies of the release are all alike; that is not copying."""
     import nbformat
 
-    from .release import release_notebook
+    from ..release import release_notebook
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "release.ipynb"
@@ -311,7 +313,7 @@ def _release_code_digest(assignment: Assignment) -> str:
 
 def write_outputs(entries: list[CohortEntry], assignment: Assignment, out_dir: Path) -> None:
     """grades.csv and report.html, from the entries alone (the store's view)."""
-    from .cohort_report import write_cohort_report
+    from .report import write_cohort_report
 
     ids = [e.id for e in assignment.exercises]
     temporary = out_dir / "grades.csv.tmp"
@@ -320,7 +322,7 @@ def write_outputs(entries: list[CohortEntry], assignment: Assignment, out_dir: P
         writer.writerow(["student", "source", "status", "reason", "score", "max_score",
                          *ids, "runtime_s", "flags"])
         for entry in entries:
-            graded = entry.status == "graded"
+            graded = entry.status == Status.GRADED
             writer.writerow([entry.student, entry.source, entry.status, entry.reason,
                              f"{entry.score:g}", f"{entry.max_score:g}",
                              *(f"{entry.exercises.get(i, 0.0):g}" if graded else "" for i in ids),
@@ -330,7 +332,7 @@ def write_outputs(entries: list[CohortEntry], assignment: Assignment, out_dir: P
 
 
 def main() -> None:
-    """`python -m autograder.cohort ASSIGNMENT TASK_JSON`: grade one task, print
+    """`python -m autograder.cohort.pool ASSIGNMENT TASK_JSON`: grade one task, print
     [entry, code digest] as one JSON line (the Dask path's unit of work)."""
     global _assignment
     _assignment = Assignment.load(sys.argv[1])

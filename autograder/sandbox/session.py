@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..submission import Submission
 from . import protocol
-from .outcome import CellRun, Figure
-from .sandbox import IO_TIMEOUT_S, ExecutionPolicy, RunnerProcess, Workspace
-from .submission import Submission
+from .process import IO_TIMEOUT_S, ExecutionPolicy, RunnerProcess, Workspace
+from .records import CellRun, CellStatus, Figure
 
 MAX_RESTARTS = 5
 INTERRUPT_GRACE_S = 3.0
@@ -52,19 +52,28 @@ class MissingName(StudentError):
     pass
 
 
+class OperatorBudgetExceeded(StudentError):
+    """A student function called an operator more often than its budget allows;
+    raised by `StudentProxy.call` whether the function then failed or returned."""
+
+
 @dataclass(eq=False)
 class Operator:
     """A grader-side function lent to student code as an opaque callable.
 
     Inputs are cast to `dtype` (if given) before `fn` runs, and the result is
     cast back to the caller's floating dtype, so any precision style works.
-    `calls` counts invocations; past `budget` each call is refused.
+    `calls` counts invocations; past `budget` each call is refused, and the
+    student call that spent it fails with `OperatorBudgetExceeded`, whose
+    message names the operator (`name`) and adds `hint`, the method's cost.
     """
 
     fn: Callable[[torch.Tensor], torch.Tensor]
     dim: int | None = None
     dtype: torch.dtype | None = None
     budget: int | None = None
+    name: str = "the operator"
+    hint: str = ""
     calls: int = 0
 
     @property
@@ -85,6 +94,32 @@ class Operator:
             v = v.double()
         out = self.fn(v.to(self.dtype) if self.dtype else v)
         return out.detach().to(v.dtype)
+
+
+def _charge_budgets(name: str, args: tuple, kwargs: dict, lent: list[Operator]) -> None:
+    for op in lent:
+        if op.over_budget:
+            hint = f"; {op.hint}" if op.hint else ""
+            raise OperatorBudgetExceeded(f"{describe_call(name, args, kwargs)} called {op.name} "
+                                         f"more than {op.budget} times{hint}")
+
+
+def describe_call(name: str, args: tuple, kwargs: dict) -> str:
+    """A call as a student would write it: operators by name, tensors by shape,
+    numbers and short strings as they are (no hidden data is printed)."""
+    def show(value) -> str:
+        if isinstance(value, Operator):
+            return value.name.removeprefix("the ")
+        if isinstance(value, torch.Tensor):
+            return f"<tensor of shape {tuple(value.shape)}>"
+        if isinstance(value, (bool, int, float)) or value is None:
+            return repr(value)
+        if isinstance(value, str) and len(value) <= 40:
+            return repr(value)
+        return f"<{type(value).__name__}>"
+
+    parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
 
 
 def _well_formed(message: dict) -> bool:
@@ -113,21 +148,24 @@ class StudentProxy:
         self._operators: list[Operator] = []
 
     def operator(self, fn: Callable, *, dim: int | None = None, dtype: torch.dtype | None = None,
-                 budget: int | None = None) -> Operator:
+                 budget: int | None = None, name: str = "the operator",
+                 hint: str = "") -> Operator:
         """Register a grader-side callable to pass into student functions."""
-        op = Operator(fn, dim=dim, dtype=dtype, budget=budget)
+        op = Operator(fn, dim=dim, dtype=dtype, budget=budget, name=name, hint=hint)
         self._operators.append(op)
         return op
 
-    def _encode(self, value):
+    def _encode(self, value, lent: list[Operator]):
+        """Handles in place of operators, which are collected into `lent`."""
         if isinstance(value, Operator):
+            lent.append(value)
             return protocol.Handle(self._operators.index(value))
         if isinstance(value, list):
-            return [self._encode(v) for v in value]
+            return [self._encode(v, lent) for v in value]
         if isinstance(value, tuple):
-            return tuple(self._encode(v) for v in value)
+            return tuple(self._encode(v, lent) for v in value)
         if isinstance(value, dict):
-            return {k: self._encode(v) for k, v in value.items()}
+            return {k: self._encode(v, lent) for k, v in value.items()}
         return value
 
     def get(self, name: str):
@@ -136,12 +174,20 @@ class StudentProxy:
         return self._await(f"the variable {name}", name)
 
     def call(self, name: str, *args, timeout_s: float | None = None, **kwargs):
-        """Call a notebook function; operators in the arguments are served."""
+        """Call a notebook function; operators in the arguments are served.
+
+        Raises `OperatorBudgetExceeded` if the call spent an operator's budget,
+        even when the function caught the refusal and returned.
+        """
+        lent: list[Operator] = []
         protocol.send(self._sock, {
             "op": "call", "name": name,
-            "args": protocol.encode([self._encode(a) for a in args]),
-            "kwargs": protocol.encode({k: self._encode(v) for k, v in kwargs.items()})})
-        return self._await(f"{name}(...)", name, timeout_s)
+            "args": protocol.encode([self._encode(a, lent) for a in args]),
+            "kwargs": protocol.encode({k: self._encode(v, lent) for k, v in kwargs.items()})})
+        try:
+            return self._await(f"{name}(...)", name, timeout_s)
+        finally:  # a spent budget is the failure to report, whatever else happened
+            _charge_budgets(name, args, kwargs, lent)
 
     def _await(self, what: str, name: str, timeout_s: float | None = None):
         deadline = time.monotonic() + (timeout_s or self.timeout_s)
@@ -286,7 +332,7 @@ class NotebookSession:
                         return current
                     continue
                 if current is None or time.monotonic() >= deadline:
-                    self._mark_rest(current, cells, "timeout", "the notebook ran past its "
+                    self._mark_rest(current, cells, CellStatus.TIMEOUT, "the notebook ran past its "
                                     f"total budget of {self.policy.total_timeout_s:.0f} s")
                     return None
                 if interrupted_at is None:
@@ -294,7 +340,7 @@ class NotebookSession:
                     interrupted_at = current
                     cell_deadline = time.monotonic() + INTERRUPT_GRACE_S
                     continue
-                self.cells[current] = CellRun(current, "timeout", self.policy.cell_timeout_s,
+                self.cells[current] = CellRun(current, CellStatus.TIMEOUT, self.policy.cell_timeout_s,
                                               "did not stop when interrupted")
                 return current
             try:
@@ -305,9 +351,9 @@ class NotebookSession:
                 if current is None:
                     self.warnings.append("the runner failed to start")
                     return None
-                if current not in self.cells or self.cells[current].status != "timeout":
+                if current not in self.cells or self.cells[current].status != CellStatus.TIMEOUT:
                     self.cells[current] = CellRun(
-                        current, "error", 0.0,
+                        current, CellStatus.ERROR, 0.0,
                         "the cell sent the grader data it cannot read"
                         if isinstance(exc, protocol.ProtocolError)
                         else "the cell ended the Python process")
@@ -339,12 +385,14 @@ class NotebookSession:
             return False
         self.runner.stop()
         self.runner.undo_writes()
-        self.cells[index] = CellRun(index, "error", 0.0, violation)
+        self.cells[index] = CellRun(index, CellStatus.ERROR, 0.0, violation)
         return True
 
     def _record(self, message: dict, timed_out: bool) -> int:
         index = int(message.get("index", -1))
-        status = "timeout" if timed_out else str(message.get("status"))
+        # The runner says ok or error; anything else it says is read as an error.
+        status = (CellStatus.TIMEOUT if timed_out
+                  else CellStatus.OK if message.get("status") == "ok" else CellStatus.ERROR)
         error = str(message.get("error", ""))
         if timed_out:
             error = f"interrupted after {self.policy.cell_timeout_s:.0f} s"
@@ -359,11 +407,11 @@ class NotebookSession:
             self.figures.append(Figure(index, png, axes if isinstance(axes, list) else []))
         return index
 
-    def _mark_rest(self, current, cells, status: str, error: str) -> None:
+    def _mark_rest(self, current, cells, status: CellStatus, error: str) -> None:
         for cell in cells:
             if cell.index not in self.cells:
                 self.cells[cell.index] = CellRun(cell.index, status if cell.index == current
-                                                 else "skipped", 0.0, error)
+                                                 else CellStatus.SKIPPED, 0.0, error)
 
     def student(self) -> StudentProxy:
         """A proxy to a fresh fork of the executed notebook."""

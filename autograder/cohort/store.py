@@ -13,7 +13,7 @@ from dataclasses import asdict
 from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engine, select
 from sqlalchemy.engine import Engine
 
-from .outcome import CohortEntry
+from ..outcome import CohortEntry, Status
 
 _metadata = MetaData()
 results = Table(
@@ -76,5 +76,6 @@ class ResultStore:
             for key in _JSON:
                 values[key] = json.loads(values[key])
             values["failures"] = [tuple(f) for f in values["failures"]]
+            values["status"] = Status(values["status"])
             loaded[values["student"]] = (CohortEntry(**values), code_digest)
         return loaded

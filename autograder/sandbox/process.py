@@ -25,37 +25,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from .. import ENGINE
+from ..files import copy_release_files
 from .confine import unshare_network
 
 IO_TIMEOUT_S = 5.0  # longest wait for the rest of a message once it has begun
 # The runner is this very engine, wherever it lives (site-packages, a checkout, a
 # student release). -P keeps the working folder, the student's, off sys.path while
 # the runner imports, before its confinement; -s leaves out user site-packages.
-RUNNER_BOOT = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
-               "from autograder.runner import main; main()")
+# Its arguments: the socket's descriptor, the folder that holds the engine, the
+# process budget.
+RUNNER_BOOT = ("import sys; sys.path.insert(0, sys.argv[2]); "
+               "from autograder.sandbox.runner import main; main()")
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits for the runner process tree."""
+    """Resource limits for the runner process tree.
 
-    cpu_seconds: int = 900
-    memory_mb: int = 6144  # address space: torch alone maps ~2 GB of it
+    The assignment's budgets (`assignment.Budgets`, the one place their
+    defaults live) set the first four; the rest are the engine's own.
+    """
+
+    cpu_seconds: int
+    memory_mb: int  # address space: torch alone maps ~2 GB of it
+    disk_mb: int  # the whole scratch folder, polled: RLIMIT_FSIZE bounds single files
+    disk_files: int
     file_mb: int = 64
     open_files: int = 256
     processes: int = 256  # enforced by a pids cgroup where one can be made
-    disk_mb: int = 512  # the whole scratch folder, polled: RLIMIT_FSIZE bounds single files
-    disk_files: int = 10_000
 
 
 @dataclass(frozen=True)
 class ExecutionPolicy:
     """Time budgets of a notebook run, and the runner's resource limits."""
 
-    cell_timeout_s: float = 120.0
-    total_timeout_s: float = 900.0
-    call_timeout_s: float = 60.0
-    limits: Limits = Limits()
+    cell_timeout_s: float
+    total_timeout_s: float
+    call_timeout_s: float
+    limits: Limits
 
 
 def _apply_limits(limits: Limits, uid: int | None) -> None:
@@ -97,8 +105,7 @@ def sandbox_uid() -> tuple[int | None, str]:
     """
     if os.getuid() != 0:
         return None, "the grader is not root, so it cannot switch to another uid"
-    engine = str(Path(__file__).resolve().parent)
-    needed = [sys.executable, sys.prefix, sys.base_prefix, engine,
+    needed = [sys.executable, sys.prefix, sys.base_prefix, str(ENGINE),
               *(p for p in sys.path if "site-packages" in p)]
     unreadable = [p for p in needed if os.path.exists(p) and not _readable_by_others(p)]
     if unreadable:
@@ -111,13 +118,7 @@ class Workspace:
 
     def __init__(self, release_root: Path, include: tuple[str, ...], notebook_dir: str):
         self.root = Path(tempfile.mkdtemp(prefix="autograder-"))
-        for item in include:
-            source = release_root / item
-            if source.is_dir():
-                shutil.copytree(source, self.root / item,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-            else:
-                shutil.copy(source, self.root / item)
+        copy_release_files(release_root, include, self.root)
         self.cwd = self.root / notebook_dir
         self.cwd.mkdir(parents=True, exist_ok=True)
         self.log = self.root / ".runner.log"
@@ -226,7 +227,8 @@ class RunnerProcess:
                "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
         with open(workspace.log, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-P", "-s", "-c", RUNNER_BOOT, str(theirs.fileno())],
+                [sys.executable, "-P", "-s", "-c", RUNNER_BOOT, str(theirs.fileno()),
+                 str(ENGINE.parent), str(limits.processes)],
                 pass_fds=[theirs.fileno()], cwd=workspace.cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                 # The grader starts runners from its main thread only.

@@ -25,13 +25,14 @@ import struct
 import sys
 from pathlib import Path
 
+from .. import ENGINE
+
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWNET = 0x40000000
 _PR_CAPBSET_DROP = 24
 _SYS_CAPSET = 126
 _CAPABILITY_VERSION_3 = 0x20080522
-PROCESS_BUDGET = 256
 _RULE_PATH_BENEATH = 1
 _CREATE_RULESET_VERSION = 1
 
@@ -65,8 +66,7 @@ class _PathBeneathAttr(ctypes.Structure):
 
 def read_only_paths() -> list[str]:
     """What Python, torch and the runner need to read: no project data among them."""
-    engine = Path(__file__).resolve().parent
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(engine), "/usr", "/lib",
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(ENGINE), "/usr", "/lib",
              "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys", "/opt"}
     return sorted(p for p in paths if os.path.exists(p))
 
@@ -230,11 +230,12 @@ def seccomp_no_sockets() -> list[str]:
     return ["seccomp: Unix sockets only, no ptrace, cross-process memory or io_uring"]
 
 
-def confine(scratch: str) -> tuple[list[str], list[str]]:
-    """Apply every layer the kernel allows: (layers applied, layers refused with why)."""
+def confine(scratch: str, processes: int) -> tuple[list[str], list[str]]:
+    """Apply every layer the kernel allows, with at most `processes` processes:
+    (layers applied, layers refused with why)."""
     applied, refused = [], []
     for name, layer in (("network namespace", private_network),
-                        ("process limit", lambda: limit_processes(PROCESS_BUDGET)),
+                        ("process limit", lambda: limit_processes(processes)),
                         ("capability drop", drop_capabilities),
                         ("landlock", lambda: landlock([scratch], read_only_paths())),
                         ("seccomp", seccomp_no_sockets)):
