@@ -6,6 +6,7 @@ graded still gets a results file with score 0 and exit 0), 2 for misuse
 """
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from .assignment import Assignment, AssignmentError
 from .grader import grade
 from .outcome import GradeReport, Status
+from .terminal import printable
 
 DEFAULT_ASSIGNMENTS = Path(__file__).resolve().parent.parent / "assignments"
 
@@ -27,16 +29,19 @@ def _assignment(path: str | None) -> Assignment:
 
 
 def print_table(report: GradeReport) -> None:
-    """A per-exercise score table for the terminal."""
+    """A per-exercise score table for the terminal. Names, messages and reasons are
+    the student's text: shown through `printable`, so none can clear the screen or
+    print a fake total, and a message's own lines stay indented under its check."""
     if report.status != Status.GRADED:
-        print(f"{report.submission}: not graded: {report.reason}")
-    width = max((len(e.name) for e in report.exercises), default=10)
+        print(f"{printable(report.submission)}: not graded: {printable(report.reason)}")
+    width = max((len(printable(e.name)) for e in report.exercises), default=10)
     for e in report.exercises:
         failed = [c for c in e.checks if not c.passed]
         mark = "✓" if e.checks and not failed else "✗"
-        print(f"{mark} {e.id:>4}  {e.name:<{width}}  {e.score:5.1f} / {e.max_score:g}")
+        print(f"{mark} {printable(e.id):>4}  {printable(e.name):<{width}}  "
+              f"{e.score:5.1f} / {e.max_score:g}")
         for check in failed[:3]:
-            print(f"{'':9}- {check.name}: {check.message}")
+            print(f"{'':9}- {printable(check.name)}: {printable(check.message, ' ' * 11)}")
         if len(failed) > 3:
             print(f"{'':9}  ... and {len(failed) - 3} more failed checks (see feedback.md)")
     print(f"{'':7}{'total':<{width}}  {report.score:5.1f} / {report.max_score:g}"
@@ -71,27 +76,57 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+# Addresses that may hold credentials: from the environment, never from argv, which any
+# process on the machine can read in /proc (a student's notebook included).
+ADDRESS_VARIABLES = {"db": "AUTOGRADER_DB_URL", "gradebook": "AUTOGRADER_GRADEBOOK_URL",
+                     "dask": "AUTOGRADER_DASK_ADDRESS"}
+
+
+def _addresses(args: argparse.Namespace) -> None:
+    """Fill --db, --gradebook, --dask from their environment variables; refuse a
+    password on the command line."""
+    from urllib.parse import urlsplit
+
+    for option, variable in ADDRESS_VARIABLES.items():
+        given = getattr(args, option)
+        if given is not None:
+            try:
+                password = urlsplit(given).password
+            except ValueError:
+                password = None
+            if password:
+                raise AssignmentError(
+                    f"--{option} holds a password, which every process on this machine can "
+                    f"read in the command line; set {variable} in the environment instead")
+        else:
+            setattr(args, option, os.environ.get(variable) or None)
+
+
 def _cohort(args: argparse.Namespace) -> int:
     from .cohort import grade_cohort
     from .cohort.inputs import CohortInputError
 
+    _addresses(args)
     assignment = _assignment(args.assignment)
     out = Path(args.out)
     try:
         entries = grade_cohort(Path(args.submissions), assignment, out, workers=args.workers,
                                db_url=args.db, regrade=tuple(args.regrade), dask=args.dask)
-    except CohortInputError as exc:
-        raise AssignmentError(str(exc)) from exc
+    except CohortInputError as exc:  # may quote a zip's member names: print them inert
+        raise AssignmentError(printable(str(exc))) from exc
+    where = printable(str(out))
     if args.gradebook:
         from .cohort.gradebook import export_gradebook
 
-        written = export_gradebook(entries, assignment, args.gradebook)
-        print(f"{written} submissions exported to the nbgrader gradebook {args.gradebook}")
+        written = export_gradebook(entries, assignment, args.gradebook,
+                                   out / "gradebook_student_ids.csv")
+        print(f"{written} submissions exported to the nbgrader gradebook "
+              f"{printable(args.gradebook)} (their ids: {where}/gradebook_student_ids.csv)")
     graded = [e for e in entries if e.status == Status.GRADED]
     print(f"{len(entries)} inputs: {len(graded)} graded, "
           f"{len(entries) - len(graded)} not gradable (see grades.csv)")
-    print(f"grades: {out / 'grades.csv'}   report: {out / 'report.html'}   "
-          f"feedback: {out / 'feedback'}/<student>/")
+    print(f"grades: {where}/grades.csv   report: {where}/report.html   "
+          f"feedback: {where}/feedback/<student>/")
     return 0
 
 
@@ -123,6 +158,23 @@ def _checks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _costs(args: argparse.Namespace) -> int:
+    import json
+    import platform
+
+    from .grader import measure_costs
+
+    assignment = _assignment(args.assignment)
+    print(f"Grading the master of {assignment.name} to measure its costs ...")
+    costs = measure_costs(assignment)
+    costs = {"measured_with": f"Python {platform.python_version()} on {platform.machine()}, "
+                              f"{os.cpu_count()} CPUs", **costs}
+    assignment.costs_path.write_text(json.dumps(costs, indent=2) + "\n", encoding="utf-8")
+    print(f"{len(costs['cells'])} cells and {len(costs['calls'])} functions measured; "
+          f"written to {assignment.costs_path}")
+    return 0
+
+
 def _release(args: argparse.Namespace) -> int:
     from .release import build_release  # nbgrader is slow to import; only this needs it
 
@@ -143,7 +195,8 @@ def _gradescope_build(args: argparse.Namespace) -> int:
 def _gradescope_run(args: argparse.Namespace) -> int:
     from .gradescope import grade_gradescope
 
-    print_table(grade_gradescope(Path(args.root), _assignment(args.assignment)))
+    print_table(grade_gradescope(Path(args.root), _assignment(args.assignment),
+                                 args.deadline_s))
     return 0
 
 
@@ -162,14 +215,17 @@ def main(argv: list[str] | None = None) -> int:
                         "feedback/ and the results database")
     cohort.add_argument("--assignment", help="assignment folder (default: the only one)")
     cohort.add_argument("--workers", type=int, help="parallel graders (default: the CPUs)")
-    cohort.add_argument("--db", help="SQLAlchemy URL of the results database "
-                        "(default: sqlite in --out)")
+    cohort.add_argument("--db", help="SQLAlchemy URL of the results database (default: "
+                        "AUTOGRADER_DB_URL, else sqlite in --out); credentials only in "
+                        "the environment variable")
     cohort.add_argument("--regrade", action="append", default=[], metavar="STUDENT",
                         help="grade this student again even if nothing changed (repeatable)")
     cohort.add_argument("--dask", metavar="ADDRESS", help="grade on this Dask scheduler "
-                        "(e.g. tcp://HOST:8786); its workers must see the same paths")
+                        "(e.g. tcp://HOST:8786; default: AUTOGRADER_DASK_ADDRESS); its "
+                        "workers must see the same paths")
     cohort.add_argument("--gradebook", metavar="URL",
-                        help="also export the scores into this nbgrader gradebook")
+                        help="also export the scores into this nbgrader gradebook "
+                        "(default: AUTOGRADER_GRADEBOOK_URL)")
     cohort.set_defaults(run=_cohort)
     check = commands.add_parser("check", help="self-check a notebook with the visible checks")
     check.add_argument("notebook", help="your .ipynb file")
@@ -181,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--exercise", help="only this exercise (e.g. 2.1)")
     listing.add_argument("--assignment", help="assignment folder (default: the only one)")
     listing.set_defaults(run=_checks)
+    costs = commands.add_parser("costs", help="measure the master's cost per cell and per "
+                                "checked function (costs.json), which the budgets scale")
+    costs.add_argument("--assignment", help="assignment folder (default: the only one)")
+    costs.set_defaults(run=_costs)
     release = commands.add_parser("release", help="generate the student release of an assignment")
     release.add_argument("assignment", help="assignment folder (holds assignment.toml)")
     release.add_argument("--out", default="build/release", help="output folder")
@@ -196,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     run = steps.add_parser("run", help="grade inside the container (run_autograder calls it)")
     run.add_argument("--root", default="/autograder", help="Gradescope's /autograder folder")
     run.add_argument("--assignment", help="assignment folder (default: the only one)")
+    run.add_argument("--deadline-s", type=float, help="end the whole grade within this many "
+                     "seconds (default: the assignment's grade_timeout_s)")
     run.set_defaults(run=_gradescope_run)
     args = parser.parse_args(argv)
     # A TERM (Gradescope's or timeout's) unwinds like an exception, so the runner is stopped.

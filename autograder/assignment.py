@@ -23,16 +23,55 @@ class Exercise:
     name: str
     points: float
     visibility: str = "visible"
+    cost_factor: float | None = None  # overrides Budgets.cost_factor for this exercise
 
 
 @dataclass(frozen=True)
 class Budgets:
-    cell_timeout_s: float = 120.0
-    total_timeout_s: float = 600.0
-    call_timeout_s: float = 60.0
+    """Time and resource budgets: the one place their defaults live.
+
+    A cell or call whose cost was measured on the master (`costs.json`) gets
+    `cost_factor` times that cost, at least the floor; one with no measured
+    cost (a cell the student added) gets the flat timeout.
+    """
+
+    cell_timeout_s: float = 120.0  # a cell with no measured cost
+    total_timeout_s: float = 600.0  # the notebook's execution, all cells together
+    call_timeout_s: float = 60.0  # a call with no measured cost
+    late_cell_timeout_s: float = 5.0  # each cell that starts after total_timeout_s is spent
+    grade_timeout_s: float = 900.0  # everything: execution, then checks
+    checks_reserve_s: float = 120.0  # execution ends at the latest this long before that
+    cost_factor: float = 20.0
+    cell_floor_s: float = 10.0
+    call_floor_s: float = 5.0
     memory_mb: int = 6144
     disk_mb: int = 512
     disk_files: int = 10_000
+    max_notebook_mb: float = 100.0  # a submitted file past this is not parsed (outputs count)
+    max_source_kb: float = 4096.0  # code and markdown past this are not run (outputs do not)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """The master's measured costs (`costs.json`, written by `autograder costs`):
+    seconds per cell (by `submission.cell_key`) and per student function called
+    by the checks, with the exercises whose checks called it."""
+
+    cells: dict[str, float]
+    calls: dict[str, tuple[float, tuple[str, ...]]]
+
+    @classmethod
+    def load(cls, path: Path) -> "Costs":
+        if not path.is_file():
+            return cls({}, {})
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls({str(k): float(v) for k, v in data["cells"].items()},
+                       {str(k): (float(v["seconds"]), tuple(map(str, v["exercises"])))
+                        for k, v in data["calls"].items()})
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise AssignmentError(f"{path} is malformed ({exc}); rewrite it with "
+                                  "`autograder costs`") from exc
 
 
 @dataclass(frozen=True)
@@ -51,6 +90,11 @@ class Assignment:
     depends: tuple[Path, ...]  # code outside the folder that the hidden suite imports
     budgets: Budgets
     exercises: tuple[Exercise, ...]
+    costs: Costs
+
+    @property
+    def costs_path(self) -> Path:
+        return self.root / "costs.json"
 
     @property
     def total_points(self) -> float:
@@ -83,6 +127,7 @@ class Assignment:
                 budgets=Budgets(**{k: v for k, v in grading.items()
                                    if k not in {"hidden", "visible", "depends"}}),
                 exercises=_exercises(config.get("exercises", []), master, config_path),
+                costs=Costs.load(root / "costs.json"),
             )
         except tomllib.TOMLDecodeError as exc:
             raise AssignmentError(f"{config_path}: {exc}") from exc
@@ -96,6 +141,12 @@ class Assignment:
         for path in assignment.depends:
             if not path.exists():
                 raise AssignmentError(f"{config_path}: grading.depends names missing {path}")
+        budgets = assignment.budgets
+        if budgets.total_timeout_s + budgets.checks_reserve_s > budgets.grade_timeout_s:
+            raise AssignmentError(
+                f"{config_path}: total_timeout_s ({budgets.total_timeout_s:g}) plus "
+                f"checks_reserve_s ({budgets.checks_reserve_s:g}) exceeds grade_timeout_s "
+                f"({budgets.grade_timeout_s:g}): the checks would have no time left")
         for suite in (assignment.hidden, assignment.visible):
             if suite is not None and not suite.is_dir():
                 raise AssignmentError(f"{config_path}: suite folder {suite} not found")
@@ -119,8 +170,10 @@ def _exercises(entries: list[dict], master: Path, config_path: Path) -> tuple[Ex
         if visibility not in VISIBILITIES:
             raise AssignmentError(f"{config_path}: exercise {entry['id']} has visibility "
                                   f"{visibility!r}; use one of {', '.join(VISIBILITIES)}")
+        factor = entry.get("cost_factor")
         exercises.append(Exercise(str(entry["id"]), grade_id, entry.get("name", entry["id"]),
-                                  points[grade_id], visibility))
+                                  points[grade_id], visibility,
+                                  float(factor) if factor is not None else None))
     ids = [e.id for e in exercises]
     if len(ids) != len(set(ids)):
         raise AssignmentError(f"{config_path}: exercise ids are not unique")

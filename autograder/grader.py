@@ -6,6 +6,7 @@ files. The submission's code only ever runs in the runner.
 """
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import os
@@ -13,13 +14,17 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import ENGINE
-from .assignment import Assignment, AssignmentError
-from .outcome import ExerciseResult, GradeReport, Status
-from .report import write_outputs
+from .assignment import Assignment, AssignmentError, Costs
+from .outcome import CheckOutcome, ExerciseResult, GradeReport, Status
+from .report import write_outputs, write_results
 from .sandbox.process import ExecutionPolicy, Limits, RunnerProcess, Workspace
 from .submission import Submission, SubmissionError, load
+
+if TYPE_CHECKING:
+    from .plugin import GradingPlugin
 
 
 def grader_version(assignment: Assignment) -> str:
@@ -27,6 +32,8 @@ def grader_version(assignment: Assignment) -> str:
     what it depends on (the reference code), the master."""
     digest = hashlib.sha256()
     roots = [ENGINE, assignment.master, *assignment.depends]
+    if assignment.costs_path.is_file():  # the budgets scale from it
+        roots.append(assignment.costs_path)
     if assignment.hidden is not None:
         roots.append(assignment.hidden)
     for root in roots:
@@ -39,14 +46,29 @@ def grader_version(assignment: Assignment) -> str:
 
 
 def policy_for(assignment: Assignment) -> ExecutionPolicy:
-    budgets = assignment.budgets
-    cpu = int(budgets.total_timeout_s + 60 * len(assignment.exercises) + 60)
+    """The assignment's budgets, with cells and calls scaled from the master's costs."""
+    budgets, costs = assignment.budgets, assignment.costs
+    factors = {e.id: e.cost_factor or budgets.cost_factor for e in assignment.exercises}
+    by_grade_id = {e.grade_id: factors[e.id] for e in assignment.exercises}
+
+    def cell_factor(key: str) -> float:
+        return by_grade_id.get(key, by_grade_id.get(key.rsplit("_", 1)[0], budgets.cost_factor))
+
+    cell_budgets = {key: max(budgets.cell_floor_s, cell_factor(key) * seconds)
+                    for key, seconds in costs.cells.items()}
+    call_budgets = {name: max(budgets.call_floor_s, seconds * max(
+        (factors.get(e, budgets.cost_factor) for e in exercises), default=budgets.cost_factor))
+        for name, (seconds, exercises) in costs.calls.items()}
+    cpu = int(budgets.grade_timeout_s + 60)
     return ExecutionPolicy(cell_timeout_s=budgets.cell_timeout_s,
                            total_timeout_s=budgets.total_timeout_s,
                            call_timeout_s=budgets.call_timeout_s,
+                           late_cell_timeout_s=budgets.late_cell_timeout_s,
+                           checks_reserve_s=budgets.checks_reserve_s,
                            limits=Limits(cpu_seconds=cpu, memory_mb=budgets.memory_mb,
                                          disk_mb=budgets.disk_mb,
-                                         disk_files=budgets.disk_files))
+                                         disk_files=budgets.disk_files),
+                           cell_budgets=cell_budgets, call_budgets=call_budgets)
 
 
 def usable_cpus() -> float:
@@ -132,30 +154,64 @@ class RunnerSupply:
 
 def grade(submission_path: str | Path, assignment: Assignment,
           out_dir: str | Path | None = None, suite: Path | None = None,
-          runners: RunnerSupply | None = None) -> GradeReport:
+          runners: RunnerSupply | None = None, deadline_s: float | None = None) -> GradeReport:
     """Grade one notebook file with `suite` (default: the hidden one); write the
     outputs into out_dir if given. `runners` may hold a runner started early.
+
+    Everything, execution and checks, ends within `deadline_s` (default: the
+    assignment's grade_timeout_s). With `out_dir`, results.json is written
+    before execution and after every check, each time whole and valid, so a
+    kill at any moment leaves the scores earned so far.
 
     Never raises for a bad submission: an ungradable file becomes a
     "rejected" report with score 0 and the reason.
     """
     started = time.monotonic()
+    deadline = started + (deadline_s or assignment.budgets.grade_timeout_s)
+    out = Path(out_dir) if out_dir is not None else None
     path = Path(submission_path)
     report = _blank_report(path.name, assignment)
     try:
-        submission = load(path)
+        submission = load(path, int(assignment.budgets.max_notebook_mb * 2**20),
+                          int(assignment.budgets.max_source_kb * 2**10))
     except SubmissionError as exc:
         report.status, report.reason = Status.REJECTED, str(exc)
     else:
         suite = suite or assignment.hidden
         if suite is None:
             raise AssignmentError(f"assignment {assignment.name} has no suite to grade with")
+        report.complete = False
+        if out is not None:
+            write_results(report, out)
         _grade_submission(submission, assignment, suite, report,
-                          runners or RunnerSupply(assignment))
+                          runners or RunnerSupply(assignment), deadline, out)
+        report.complete = True
     report.execution_time = round(time.monotonic() - started, 3)
-    if out_dir is not None:
-        write_outputs(report, Path(out_dir))
+    if out is not None:
+        write_outputs(report, out)
     return report
+
+
+def measure_costs(assignment: Assignment) -> dict:
+    """Grade the master with flat budgets and return what `costs.json` holds: the
+    seconds of each cell (by `cell_key`) and of the longest call of each student
+    function the hidden checks make. Refuses a master that loses points."""
+    flat = dataclasses.replace(assignment, costs=Costs({}, {}))
+    report = grade(assignment.master, flat)
+    lost = [f"{e.id}: {c.name}: {c.message}" for e in report.exercises for c in e.checks
+            if not c.passed]
+    if report.status != Status.GRADED or lost or report.staff_notes:
+        raise AssignmentError("the master notebook does not score full marks, so its costs "
+                              "would not be a solution's: " + "; ".join(
+                                  (lost + report.staff_notes + [report.reason])[:5]))
+    keys = {c.index: c.key for c in load(assignment.master).cells}
+    cells: dict[str, float] = {}
+    for run in report.cells:
+        key = keys[run.index]
+        cells[key] = round(max(cells.get(key, 0.0), run.duration_s), 4)
+    return {"cells": cells,
+            "calls": {name: {"seconds": round(seconds, 4), "exercises": exercises}
+                      for name, (seconds, exercises) in sorted(report.call_costs.items())}}
 
 
 def reject(name: str, reason: str, assignment: Assignment,
@@ -178,36 +234,39 @@ def _blank_report(name: str, assignment: Assignment) -> GradeReport:
 
 
 def _grade_submission(submission: Submission, assignment: Assignment, suite: Path,
-                      report: GradeReport, runners: RunnerSupply) -> None:
+                      report: GradeReport, runners: RunnerSupply, deadline: float,
+                      out: Path | None) -> "GradingPlugin":
     workspace, runner = runners.take()
     policy = policy_for(assignment)
     # Imported only now: torch and pytest load here while the runner loads its own.
     from .plugin import run_suite
     from .sandbox.session import NotebookSession
 
-    session = NotebookSession(submission, workspace, policy, runner)
+    session = NotebookSession(submission, workspace, policy, runner, deadline)
     warming = threading.Thread(target=warm_up, args=(suite, report), daemon=True)
     if usable_cpus() >= 2:  # with one CPU it would only compete with the notebook, and cost memory
         warming.start()
+
+    def progress(outcomes: list[CheckOutcome]) -> None:
+        _file_checks(report, outcomes, [])
+        if out is not None:
+            write_results(report, out)
+
     try:
         session.execute()
         if warming.is_alive():
             warming.join()
-        report.sandbox_layers = list(session.runner.layers) if session.runner else []
+        report.sandbox_layers = list(session.layers)
         report.cells = [session.cells[i] for i in sorted(session.cells)]
         report.figures = list(session.figures)
         report.warnings.extend(session.warnings)
-        plugin = run_suite(suite, session)
+        plugin = run_suite(suite, session, progress)
     finally:
         session.close()
         workspace.remove()
-    by_id = {e.id: e for e in report.exercises}
-    for check in plugin.outcomes:
-        if check.exercise in by_id:
-            by_id[check.exercise].checks.append(check)
-        else:
-            plugin.problems.append(f"check {check.name!r} names unknown exercise "
-                                   f"{check.exercise!r}")
+    _file_checks(report, plugin.outcomes, plugin.problems)
+    report.call_costs = {name: (seconds, sorted(exercises))
+                         for name, (seconds, exercises) in plugin.call_costs.items()}
     for exercise in report.exercises:
         if not exercise.checks:
             plugin.problems.append(f"no checks ran for exercise {exercise.id}")
@@ -215,3 +274,17 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
     if plugin.problems:
         report.warnings.append("the grader hit internal problems; course staff have "
                                "the details")
+    return plugin
+
+
+def _file_checks(report: GradeReport, outcomes: list[CheckOutcome],
+                 problems: list[str]) -> None:
+    """Put each check under its exercise; one naming no exercise is a problem for staff."""
+    by_id = {e.id: e for e in report.exercises}
+    for exercise in report.exercises:
+        exercise.checks = []
+    for check in outcomes:
+        if check.exercise in by_id:
+            by_id[check.exercise].checks.append(check)
+        else:
+            problems.append(f"check {check.name!r} names unknown exercise {check.exercise!r}")

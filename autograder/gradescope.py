@@ -29,6 +29,14 @@ from .submission import notebooks_in, pick_notebook
 PROJECT = ENGINE.parent
 SKIPPED = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".ruff_cache"}
 GRADESCOPE_TIMEOUT_S = 600  # the default limit of a Gradescope autograder run
+# Of Gradescope's limit, what the grade itself may not use: the interpreter's start
+# (imports), writing the outputs, and the outer `timeout` guard's 30 s before the limit.
+GRADESCOPE_MARGIN_S = 60
+
+
+def grade_deadline(timeout_s: int) -> int:
+    """The whole grade's deadline inside a Gradescope run limited to `timeout_s`."""
+    return timeout_s - GRADESCOPE_MARGIN_S
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -66,7 +74,7 @@ mkdir -p "$ROOT/results"
 rm -f "$RESULTS"
 cd "$ROOT"
 OMP_NUM_THREADS=1 timeout -k 10 {timeout_s} "$VENV/bin/autograder" gradescope run \\
-    --root "$ROOT" --assignment "$ROOT/source/{assignment}"
+    --root "$ROOT" --assignment "$ROOT/source/{assignment}" --deadline-s {deadline_s}
 if ! "$VENV/bin/python" -c 'import json, sys; json.load(open(sys.argv[1]))' "$RESULTS" \\
         2>/dev/null; then
     printf '%s\\n' '{{"score": 0.0, "execution_time": 0.0, "visibility": "visible", "stdout_visibility": "hidden", "tests": [], "output_format": "text", "output": "{failure}"}}' \\
@@ -111,10 +119,13 @@ def build_zip(assignment: Assignment, out: str | Path,
     """
     import torch  # the version this engine was tested with is the one installed there
 
-    budget = assignment.budgets.total_timeout_s
-    if budget + 60 > timeout_s:
-        raise AssignmentError(f"the notebook's total budget ({budget:.0f} s) does not fit "
-                              f"Gradescope's {timeout_s} s limit with a minute to spare")
+    budgets, deadline = assignment.budgets, grade_deadline(timeout_s)
+    if budgets.total_timeout_s + budgets.checks_reserve_s > deadline:
+        raise AssignmentError(
+            f"the notebook's total budget ({budgets.total_timeout_s:.0f} s) and the checks' "
+            f"reserve ({budgets.checks_reserve_s:.0f} s) do not fit Gradescope's {timeout_s} s "
+            f"limit: the grade must end by {deadline} s, {GRADESCOPE_MARGIN_S} s before it; "
+            "lower the budgets in assignment.toml or raise the limit (--timeout)")
     relative = assignment.root.relative_to(PROJECT).as_posix()
     run_limit = timeout_s - 30
     buffer = io.BytesIO()
@@ -122,7 +133,7 @@ def build_zip(assignment: Assignment, out: str | Path,
         _add(archive, "setup.sh", SETUP_SH.format(torch=torch.__version__.split("+")[0]).encode(),
              executable=True)
         _add(archive, "run_autograder", RUN_AUTOGRADER.format(
-            timeout_s=run_limit, assignment=relative,
+            timeout_s=run_limit, assignment=relative, deadline_s=deadline,
             failure=FAILURE.format(timeout_s=run_limit)).encode(), executable=True)
         for path in _sources(assignment):
             _add(archive, path.relative_to(PROJECT).as_posix(), path.read_bytes())
@@ -132,11 +143,13 @@ def build_zip(assignment: Assignment, out: str | Path,
     return out
 
 
-def grade_gradescope(root: Path, assignment: Assignment) -> GradeReport:
-    """Grade /autograder/submission into /autograder/results, as Gradescope expects."""
+def grade_gradescope(root: Path, assignment: Assignment,
+                     deadline_s: float | None = None) -> GradeReport:
+    """Grade /autograder/submission into /autograder/results, as Gradescope expects,
+    everything within `deadline_s` (the zip's derivation from Gradescope's limit)."""
     results = root / "results"
     folder = root / "submission"
     notebook, problem = pick_notebook(notebooks_in(folder), assignment.master.name, folder)
     if notebook is None:
         return reject("submission", problem, assignment, results)
-    return grade(notebook, assignment, results)
+    return grade(notebook, assignment, results, deadline_s=deadline_s)

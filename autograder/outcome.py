@@ -28,6 +28,7 @@ class CheckOutcome:
     message: str = ""  # student-facing; never contains hidden values
     staff_detail: str = ""  # for course staff only (internal errors)
     duration_s: float = 0.0
+    ran: bool = True  # False: not run (the deadline came first); it earns nothing
 
 
 @dataclass
@@ -64,6 +65,12 @@ class GradeReport:
     staff_notes: list[str] = field(default_factory=list)  # grader problems, for staff only
     execution_time: float = 0.0
     grader_version: str = ""
+    # False while grading goes on: results written then say it was cut short, should
+    # the grader be killed before it writes them again.
+    complete: bool = True
+    # For staff and `autograder costs`: the longest call of each student function
+    # the checks made, in seconds, and the exercises whose checks made it.
+    call_costs: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
 
     @property
     def score(self) -> float:

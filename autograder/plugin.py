@@ -15,6 +15,7 @@ import random
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,20 +24,53 @@ import pytest
 import torch
 
 from .outcome import CheckOutcome
-from .sandbox.session import NotebookSession, StudentError
+from .sandbox.calls import StudentError
+from .sandbox.session import NotebookSession
 
 INTERNAL_ERROR = ("The grader could not complete this check because of an internal error; "
                   "course staff can see the details.")
 
 
-class GradingPlugin:
-    """Serves the fixtures and records one CheckOutcome per hidden test."""
+NOT_RUN = "not run: the grader stopped before this check"
+PAST_DEADLINE = "not run: the grading deadline was reached before this check"
+DEADLINE_MARGIN_S = 1.0  # a check needs at least this long to be worth starting
 
-    def __init__(self, session: NotebookSession):
+
+class GradingPlugin:
+    """Serves the fixtures and records one CheckOutcome per hidden test.
+
+    Every check is known, as not run, from collection on, so that what has been
+    reported (`on_check`, after each check) always accounts for all of them.
+    Past the session's deadline the remaining checks are left not run. The
+    calls each check made and how long they took add up in `call_costs`.
+    """
+
+    def __init__(self, session: NotebookSession,
+                 on_check: Callable[[list[CheckOutcome]], None] | None = None):
         self.session = session
-        self.outcomes: list[CheckOutcome] = []
+        self.on_check = on_check
+        self._outcomes: dict[str, CheckOutcome] = {}
         self.problems: list[str] = []  # for staff: collection errors, unmarked tests
+        self.call_costs: dict[str, tuple[float, set[str]]] = {}  # function -> (s, exercises)
         self._started: dict[str, float] = {}
+
+    @property
+    def outcomes(self) -> list[CheckOutcome]:
+        return list(self._outcomes.values())
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            marker = item.get_closest_marker("check")
+            if marker is not None:
+                exercise, name, weight = _describe(item, marker)
+                self._outcomes[item.nodeid] = CheckOutcome(exercise, name, weight, passed=False,
+                                                           message=NOT_RUN, ran=False)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        deadline = self.session.deadline
+        if deadline is not None and time.monotonic() > deadline - DEADLINE_MARGIN_S:
+            pytest.skip(PAST_DEADLINE)
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "check(exercise, weight=1): a graded check")
@@ -76,6 +110,10 @@ class GradingPlugin:
             if report.when == "call":
                 self.problems.append(f"{item.nodeid} has no check marker; it was not scored")
             return
+        if report.when == "setup" and report.skipped:
+            self._outcomes[item.nodeid].message = PAST_DEADLINE
+            self._report()
+            return
         failed_setup = report.when == "setup" and report.failed
         if report.when != "call" and not failed_setup:
             return
@@ -84,7 +122,16 @@ class GradingPlugin:
                              duration_s=time.monotonic() - self._started.get(item.nodeid, 0))
         if report.failed and call.excinfo is not None:
             check.message, check.staff_detail = _explain(call.excinfo)
-        self.outcomes.append(check)
+        self._outcomes[item.nodeid] = check
+        for function, seconds in self.session.clock.took:
+            known, exercises = self.call_costs.get(function, (0.0, set()))
+            self.call_costs[function] = (max(known, seconds), exercises | {exercise})
+        self.session.clock.took.clear()
+        self._report()
+
+    def _report(self) -> None:
+        if self.on_check is not None:
+            self.on_check(self.outcomes)
 
 
 def _describe(item: pytest.Item, marker: pytest.Mark) -> tuple[str, str, float]:
@@ -147,9 +194,11 @@ def _explain(excinfo: pytest.ExceptionInfo) -> tuple[str, str]:
     return INTERNAL_ERROR, detail
 
 
-def run_suite(suite: Path, session: NotebookSession) -> GradingPlugin:
-    """Run a pytest suite (hidden or visible) against an executed notebook, quietly."""
-    plugin = GradingPlugin(session)
+def run_suite(suite: Path, session: NotebookSession,
+              on_check: Callable[[list[CheckOutcome]], None] | None = None) -> GradingPlugin:
+    """Run a pytest suite (hidden or visible) against an executed notebook, quietly;
+    `on_check` hears every outcome so far after each check."""
+    plugin = GradingPlugin(session, on_check)
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log):

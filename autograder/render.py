@@ -19,6 +19,7 @@ in a message prints literally.
 import html
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,7 @@ TEMPLATES = ENGINE / "templates"
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 MD_SPECIAL = "\\`*_[]|~#!"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Verbatim(str):
@@ -70,6 +72,25 @@ def full_marks(score: float, max_score: float) -> bool:
     return math.isclose(score, max_score, rel_tol=1e-9, abs_tol=1e-6)
 
 
+def valid_text(text: str) -> str:
+    """`text` with each lone surrogate (a file name that is not UTF-8, a "\\udcff" in the
+    JSON a student's runner sends) written as the visible escape \\udcff: no UTF-8 writer
+    can encode one, and a plain encode() would raise and leave the student ungraded."""
+    return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8, never failing (see `valid_text`)."""
+    return valid_text(text).encode("utf-8")
+
+
+def json_utf8(text: str) -> bytes:
+    """JSON text as UTF-8, never failing: a lone surrogate, which can only stand inside one
+    of its strings, is written as \\\\udcff, so that a reader gets the text \\udcff back
+    and not the surrogate again."""
+    return _SURROGATE.sub(lambda found: f"\\\\u{ord(found.group()):04x}", text).encode("utf-8")
+
+
 def _environment(**options) -> Environment:
     return Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
@@ -90,15 +111,17 @@ def render_markdown(template: str, **context) -> str:
     return MARKDOWN.get_template(template).render(**context)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     """Write to a temporary file beside `path`, then rename it over `path`, so that a reader
-    never sees half a file."""
+    never sees half a file. `durable` also syncs it to disk (a killed process loses nothing
+    written without it; a crashed machine might)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are meant to be read
         os.replace(tmp, path)
     except BaseException:

@@ -40,8 +40,10 @@ from .render import (
     finite,
     fmt,
     full_marks,
+    json_utf8,
     render_html,
     render_markdown,
+    utf8,
     write_atomic,
 )
 from .sandbox import CellStatus
@@ -49,6 +51,14 @@ from .sandbox import CellStatus
 GRADESCOPE_FORMAT = "text"
 CHECK_MARK = "✓"
 CROSS_MARK = "✗"
+MAX_DEPTH = 20  # of the figures' line data in report.json: axes, lines, points
+
+
+def write_results(report: GradeReport, out_dir: Path) -> None:
+    """Write results.json alone, as grading progresses: each write is a whole, valid
+    file (renamed into place), so a kill at any moment leaves what was earned."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / "results.json", gradescope_results(report), durable=False)
 
 
 def write_outputs(report: GradeReport, out_dir: Path) -> None:
@@ -66,8 +76,8 @@ def write_outputs(report: GradeReport, out_dir: Path) -> None:
         (out_dir / "figures").mkdir(exist_ok=True)
     for name, figure in figures:
         write_atomic(out_dir / name, figure.png)
-    write_atomic(out_dir / "feedback.md", feedback_markdown(report, figures).encode())
-    write_atomic(out_dir / "feedback.html", feedback_html(report, figures).encode())
+    write_atomic(out_dir / "feedback.md", utf8(feedback_markdown(report, figures)))
+    write_atomic(out_dir / "feedback.html", utf8(feedback_html(report, figures)))
 
 
 # results.json
@@ -114,6 +124,12 @@ def _summary_lines(report: GradeReport) -> list[str]:
     lines = []
     if report.status == Status.REJECTED:
         lines.append(f"Submission rejected: {_reason(report)}")
+    if not report.complete:
+        checks = [c for e in report.exercises for c in e.checks]
+        ran = sum(c.ran for c in checks)
+        lines.append(f"Grading was cut short: {ran} of {len(checks)} checks had run when the "
+                     "grader stopped; the scores below count only those. Course staff can "
+                     "regrade this submission.")
     shown = [e for e in report.exercises if e.visibility == "visible"]
     if len(shown) == len(report.exercises):
         lines.append(f"Score {fmt(_total(report, shown))} / {fmt(report.max_score)}")
@@ -162,6 +178,7 @@ def staff_report(report: GradeReport, figures: list[tuple[str, Figure]] | None =
                 "name": c.name,
                 "weight": finite(c.weight),
                 "passed": bool(c.passed),
+                "ran": bool(c.ran),
                 "message": c.message,
                 "staff_detail": c.staff_detail,
                 "duration_s": finite(c.duration_s),
@@ -274,7 +291,8 @@ def _figure_files(figures: list[Figure]) -> list[tuple[str, Figure]]:
 
 
 def _caption(figure: Figure) -> str:
-    titles = [str(ax.get("title", "")).strip() for ax in figure.axes if isinstance(ax, dict)]
+    titles = [ax["title"].strip() for ax in figure.axes
+              if isinstance(ax, dict) and isinstance(ax.get("title"), str)]
     titles = [t for t in titles if t]
     return f"Cell {figure.cell}" + (": " + "; ".join(titles) if titles else "")
 
@@ -288,21 +306,28 @@ def _plural(n: int, word: str) -> str:
     return f"{word} is" if n == 1 else f"{word}s are"
 
 
-def _plain(value):
-    """Staff data as strict JSON: str keys, lists, finite floats (else None)."""
+def _plain(value, depth: int = 0):
+    """Staff data as strict JSON: str keys, lists, finite floats (else None). The runner
+    sends this data, so what no writer can hold becomes None: nesting past MAX_DEPTH
+    (json.dumps would recurse out of stack) and integers past 64 bits (Python will not
+    turn one of 5,000 digits into text)."""
+    if depth > MAX_DEPTH:
+        return None
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
+    if isinstance(value, int):
+        return value if abs(value) < 2**64 else None
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if hasattr(value, "tolist"):
-        return _plain(value.tolist())
+        return _plain(value.tolist(), depth)
     return str(value)
 
 
-def _write_json(path: Path, data: dict) -> None:
+def _write_json(path: Path, data: dict, durable: bool = True) -> None:
     text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
-    write_atomic(path, (text + "\n").encode())
+    write_atomic(path, json_utf8(text + "\n"), durable)

@@ -42,10 +42,8 @@ import math
 import pytest
 import torch
 
-from .sandbox.records import CellRun, CellStatus, Figure
-from .sandbox.session import (
+from .sandbox.calls import (
     MissingName,
-    NotebookSession,
     Operator,
     OperatorBudgetExceeded,
     StudentCrash,
@@ -54,6 +52,8 @@ from .sandbox.session import (
     StudentTimeout,
     UnsupportedReturn,
 )
+from .sandbox.records import CellRun, CellStatus, Figure
+from .sandbox.session import NotebookSession
 
 __all__ = ["CellRun", "CellStatus", "Figure", "MissingName", "Notebook", "Operator",
            "OperatorBudgetExceeded", "Student", "StudentCrash", "StudentError",

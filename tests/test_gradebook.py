@@ -13,7 +13,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy import text
 
 from autograder.assignment import Assignment
-from autograder.cohort.gradebook import export_gradebook
+from autograder.cohort.gradebook import export_gradebook, gradebook_id
 from autograder.outcome import CohortEntry
 from autograder.release import release_notebook
 from tests.notebooks import ASSIGNMENT, ROOT
@@ -71,12 +71,12 @@ def test_export_writes_what_nbgrader_reads_back(root, tmp_path):
             {e.grade_id: e.points for e in assignment.exercises}
         assert notebook.max_score == sum(e.points for e in assignment.exercises)
         assert {c.name for c in notebook.solution_cells} == solutions
-        assert {s.id for s in gb.students} == {"alice", ODD, "bob"}
+        assert {s.id for s in gb.students} == {"alice", gradebook_id(ODD), "bob"}
         for entry in entries[:3]:
-            submission = gb.find_submission(assignment.name, entry.student)
+            submission = gb.find_submission(assignment.name, gradebook_id(entry.student))
             scores = _expected(entry, assignment)
             nb = gb.find_submission_notebook(assignment.master.stem, assignment.name,
-                                             entry.student)
+                                             gradebook_id(entry.student))
             assert {g.name: g.auto_score for g in nb.grades} == pytest.approx(scores)
             assert not any(g.needs_manual_grade for g in nb.grades)
             assert submission.score == pytest.approx(sum(scores.values()))
@@ -105,8 +105,8 @@ def test_reexport_updates_in_place_and_keeps_manual_scores(tmp_path, monkeypatch
     export_gradebook(entries, assignment, url)
     assert _counts(url) == first
     with Gradebook(url) as gb:
-        assert gb.find_submission(assignment.name, ODD).score == pytest.approx(4.5)
-        assert gb.find_grade("exC", "demo", assignment.name, ODD).auto_score == 0.5
+        assert gb.find_submission(assignment.name, gradebook_id(ODD)).score == pytest.approx(4.5)
+        assert gb.find_grade("exC", "demo", assignment.name, gradebook_id(ODD)).auto_score == 0.5
         bob = gb.find_grade("exA", "demo", assignment.name, "bob")
         assert (bob.manual_score, bob.auto_score, bob.needs_manual_grade) == (2.5, 0.0, True)
         assert gb.find_submission(assignment.name, "bob").score == 2.5
@@ -124,7 +124,7 @@ def test_nbgrader_commands_read_the_gradebook(tmp_path):
     # formgrader shows a submission from autograded/<student>/<assignment>/<notebook>.ipynb
     nb = release_notebook(assignment)
     for student in ("alice", ODD):
-        folder = course / "autograded" / student / assignment.name
+        folder = course / "autograded" / gradebook_id(student) / assignment.name
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / assignment.master.name)
     env = {**os.environ, "PYTHONUTF8": "1"}  # nbgrader writes the CSV in the locale's encoding
@@ -138,16 +138,17 @@ def test_nbgrader_commands_read_the_gradebook(tmp_path):
     nbgrader("export", "--to", str(course / "grades.csv"))
     with open(course / "grades.csv", encoding="utf-8", newline="") as f:
         rows = {r["student_id"]: r for r in csv.DictReader(f)}
-    assert set(rows) == {"alice", ODD, "bob"}
+    assert set(rows) == {"alice", gradebook_id(ODD), "bob"}
     for entry in entries[:3]:
-        row = rows[entry.student]
+        row = rows[gradebook_id(entry.student)]
         assert row["assignment"] == assignment.name
         assert float(row["score"]) == pytest.approx(sum(_expected(entry, assignment).values()))
         assert float(row["max_score"]) == 6.0
 
     nbgrader("generate_feedback", assignment.name)  # fails on any grade or comment row missing
     for entry in entries[:2]:
-        html = (course / "feedback" / entry.student / assignment.name / "demo.html").read_text(
+        html = (course / "feedback" / gradebook_id(entry.student) / assignment.name /
+                "demo.html").read_text(
             encoding="utf-8")
         scores = _expected(entry, assignment)
         assert f"demo (Score: {round(sum(scores.values()), 2)} / 6.0)" in html

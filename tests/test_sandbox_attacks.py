@@ -55,7 +55,7 @@ def active(report) -> str:
 
 @pytest.mark.parametrize("target", [
     ROOT / "reference" / "krylov_hessian.py",
-    ROOT / "assignments" / "krylov_hessian" / "hidden" / "test_section0.py",
+    ROOT / "assignments" / "krylov_hessian" / "hidden" / "test_s0_norms_and_eps.py",
     ROOT / "assignments" / "krylov_hessian" / "assignment.toml",
     ENGINE / "hidden" / "test_demo.py",
 ])

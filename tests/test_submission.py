@@ -46,8 +46,36 @@ def test_oversized_file_is_rejected_before_parsing(tmp_path):
     path = tmp_path / "big.ipynb"
     with open(path, "wb") as f:
         f.truncate(MAX_FILE_BYTES + 1)
-    with pytest.raises(SubmissionError, match="limit"):
+    with pytest.raises(SubmissionError, match="more than the 100 MB the grader reads"):
         load(path)
+
+
+def test_stored_outputs_are_not_the_submission(tmp_path):
+    """A notebook large only because of a stored 30 MB image loads; what it runs is
+    its code, and the outputs never count towards the source cap."""
+    image = "A" * (30 * 2**20)
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": "# plots"},
+        {"cell_type": "code", "metadata": {}, "execution_count": 1, "source": "x = 1",
+         "outputs": [{"output_type": "display_data", "metadata": {},
+                      "data": {"image/png": image}}]}]}
+    path = tmp_path / "big_outputs.ipynb"
+    path.write_text(json.dumps(nb))
+    assert path.stat().st_size > 30 * 2**20
+    assert [c.source for c in load(path).cells] == ["x = 1"]
+
+
+def test_the_source_cap_counts_code_and_markdown_only(tmp_path):
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": "m" * 600},
+             {"cell_type": "code", "metadata": {}, "outputs": [], "source": "x = 1\n" * 100}]
+    path = tmp_path / "n.ipynb"
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                                "cells": cells}))
+    assert load(path, max_source_chars=1200).cells
+    with pytest.raises(SubmissionError, match="more than 1,000 characters of code and text"):
+        load(path, max_source_chars=1000)
+    with pytest.raises(SubmissionError, match="more than the 0 MB"):
+        load(path, max_bytes=100)
 
 
 def test_missing_file_and_directory(tmp_path):

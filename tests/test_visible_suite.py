@@ -21,6 +21,7 @@ import torch
 from autograder.assignment import Assignment
 from autograder.grader import grade
 from autograder.outcome import GradeReport
+from autograder.plugin import collect_checks
 from tests.corpus import build, mutants_hvp, mutants_lanczos, mutants_power  # noqa: F401 (registers)
 from tests.corpus.mutants import MUTANTS
 from tests.notebooks import ASSIGNMENT
@@ -167,14 +168,20 @@ def test_visible_files_import_nothing_hidden():
             assert dynamic not in source, (path.name, dynamic)
 
 
-def test_visible_test_modules_are_named_apart_from_hidden_ones():
-    """The engine runs each suite with pytest's importlib mode and the suite folder as
-    rootdir, so a test module's name is its file name, and pytest reuses a module of
-    that name already in sys.modules: in a process that grades with both suites (this
-    test session), a visible test_power.py would silently run the hidden one, or the
-    reverse."""
+def test_hidden_and_visible_suites_share_file_names_and_never_mix():
+    """One file per notebook section, the same names in both suites (one hop to an
+    exercise's checks). pytest's importlib mode names a test module by its file name
+    and would reuse one already loaded, so the engine forgets a suite's modules after
+    each run: collecting hidden, visible, hidden again in one process gives each its own."""
     visible = {p.name for p in VISIBLE.glob("test_*.py")}
-    assert visible and visible.isdisjoint(p.name for p in HIDDEN.glob("*.py"))
+    assert visible and visible == {p.name for p in HIDDEN.glob("test_*.py")}
+    first, _ = collect_checks(HIDDEN)
+    shown, _ = collect_checks(VISIBLE)
+    again, _ = collect_checks(HIDDEN)
+    key = [(c.exercise, c.name, c.weight, c.location) for c in first]
+    assert key == [(c.exercise, c.name, c.weight, c.location) for c in again]
+    assert {c.name for c in shown}.isdisjoint(c.name for c in first)
+    assert all(c.location.startswith(f"test_s{c.exercise[0]}_") for c in first + shown)
 
 
 def test_visible_files_load_without_the_grading_secrets(tmp_path):
@@ -231,6 +238,9 @@ def test_every_exercise_has_a_visible_check(assignment, master_report):
     code = pytest.main([str(VISIBLE), "--collect-only", "-q", "-p", "no:cacheprovider",
                         "--import-mode=importlib", "--rootdir", str(VISIBLE),
                         "-c", str(VISIBLE / "pytest.ini")], plugins=[collector])
+    for name, module in list(sys.modules.items()):  # as the engine does after a suite runs
+        if str(getattr(module, "__file__", "") or "").startswith(str(VISIBLE)):
+            del sys.modules[name]
     assert code == pytest.ExitCode.OK and not collector.problems, collector.problems
     ids = [e.id for e in assignment.exercises]
     assert set(collector.exercises) == set(ids), \
@@ -244,15 +254,16 @@ def test_closed_form_hessian_matches_autograd(monkeypatch):
     """The 6.x checks' closed-form Hessian equals torch.func.hessian, entry by entry."""
     monkeypatch.syspath_prepend(str(VISIBLE))  # as the suite's conftest does
     spec = importlib.util.spec_from_file_location(
-        "visible_hessians", VISIBLE / "test_visible_hessians.py")
+        "visible_hessians", VISIBLE / "test_s6_hessian_topk.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     from src.tiny_models import tiny_mlp, toy_mlp
+    from visible_checks import dense_hessian
 
     g = torch.Generator().manual_seed(3)
     for model, X, classes in ((toy_mlp(seed=2), torch.randn(9, 20, generator=g), 4),
                               (tiny_mlp(seed=1), torch.randn(6, 49, generator=g), 10)):
         y = torch.randint(0, classes, (len(X),), generator=g)
         closed = module.mlp_hessian(model, X, y)
-        autograd = module.dense_hessian(model, X, y)
+        autograd = dense_hessian(model, X, y)
         assert (closed - autograd).abs().max().item() <= 1e-12 * autograd.abs().max().item()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..assignment import Assignment
 from ..outcome import CohortEntry, Status
-from ..render import finite, fmt, full_marks, render_html, write_atomic
+from ..render import finite, fmt, full_marks, render_html, utf8, write_atomic
 
 REPORT_NAME = "report.html"
 TEMPLATE = "cohort_report.html.j2"
@@ -38,7 +38,7 @@ def write_cohort_report(entries: list[CohortEntry], assignment: Assignment, path
     if path.suffix.lower() not in (".html", ".htm"):
         path = path / REPORT_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, cohort_html(entries, assignment).encode())
+    write_atomic(path, utf8(cohort_html(entries, assignment)))
     return path
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engi
 from sqlalchemy.engine import Engine
 
 from ..outcome import CohortEntry, Status
+from ..render import valid_text
 
 _metadata = MetaData()
 results = Table(
@@ -51,18 +52,25 @@ class ResultStore:
         return {student: (digest, version) for student, digest, version in rows}
 
     def save(self, entry: CohortEntry, code_digest: str, grader_version: str) -> None:
-        """Replace the student's row, atomically."""
+        """Replace the student's row, atomically. Its text is the student's, and a lone
+        surrogate in it (a file name that is not UTF-8) is stored as an escape: the
+        database cannot encode one, and one submission must not stop the run."""
         row = asdict(entry)
+        for key in ("student", "source", "reason"):
+            row[key] = valid_text(row[key])
+        row["failures"] = [[valid_text(exercise), valid_text(message)]
+                           for exercise, message in entry.failures]
+        row["flags"] = [valid_text(flag) for flag in entry.flags]
         for key in _JSON:
             row[key] = json.dumps(row[key])
         row.update(code_digest=code_digest, grader_version=grader_version)
         with self.engine.begin() as connection:
-            connection.execute(results.delete().where(results.c.student == entry.student))
+            connection.execute(results.delete().where(results.c.student == row["student"]))
             connection.execute(results.insert().values(**row))
 
     def forget(self, student: str) -> None:
         with self.engine.begin() as connection:
-            connection.execute(results.delete().where(results.c.student == student))
+            connection.execute(results.delete().where(results.c.student == valid_text(student)))
 
     def load(self) -> dict[str, tuple[CohortEntry, str]]:
         """student -> (entry, code digest), for every stored row."""

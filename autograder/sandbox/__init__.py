@@ -2,8 +2,9 @@
 
 The runner (`runner`, confined by `confine`) executes a submission's cells
 in another process; `process` starts, limits, watches and kills it; the wire
-format (`protocol`) carries plain data only; and `session` is the only
-trusted reader of what the runner sends. Nothing outside this package
+format (`protocol`) carries plain data only; and `session` (execution) with
+`calls` (a check's calls into a fork) are the only trusted readers of what
+the runner sends. Nothing outside this package
 imports the runner or the protocol, and this package knows nothing of
 scores or outputs (tests/test_architecture.py holds it to that).
 
@@ -13,10 +14,10 @@ The door, imported lazily so that the runner itself loads none of it:
 """
 
 _EXPORTS = {
-    "NotebookSession": "session", "StudentProxy": "session", "Operator": "session",
-    "StudentError": "session", "StudentTimeout": "session", "StudentCrash": "session",
-    "UnsupportedReturn": "session", "MissingName": "session",
-    "OperatorBudgetExceeded": "session",
+    "NotebookSession": "session", "StudentProxy": "calls", "Operator": "calls",
+    "StudentError": "calls", "StudentTimeout": "calls", "StudentCrash": "calls",
+    "UnsupportedReturn": "calls", "MissingName": "calls",
+    "OperatorBudgetExceeded": "calls",
     "ExecutionPolicy": "process", "Limits": "process", "RunnerProcess": "process",
     "Workspace": "process",
     "CellRun": "records", "CellStatus": "records", "Figure": "records",

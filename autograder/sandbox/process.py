@@ -21,7 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -58,12 +59,31 @@ class Limits:
 
 @dataclass(frozen=True)
 class ExecutionPolicy:
-    """Time budgets of a notebook run, and the runner's resource limits."""
+    """Time budgets of a notebook run and of the calls the checks make, and the
+    runner's resource limits.
+
+    A cell gets `cell_budgets[key]` (else `cell_timeout_s`), cut short when
+    the notebook's `total_timeout_s` runs out during it; once that is spent,
+    each later cell gets `late_cell_timeout_s`, so that definitions further on
+    still run. A call gets `call_budgets[name]` (else `call_timeout_s`), and a
+    fifth of it once a call of that function has timed out. Nothing runs past
+    the session's deadline; execution ends `checks_reserve_s` before it.
+    """
 
     cell_timeout_s: float
     total_timeout_s: float
     call_timeout_s: float
+    late_cell_timeout_s: float
+    checks_reserve_s: float
     limits: Limits
+    cell_budgets: Mapping[str, float] = field(default_factory=dict)
+    call_budgets: Mapping[str, float] = field(default_factory=dict)
+
+    def cell_budget(self, key: str) -> float:
+        return self.cell_budgets.get(key, self.cell_timeout_s)
+
+    def call_budget(self, name: str) -> float:
+        return self.call_budgets.get(name, self.call_timeout_s)
 
 
 def _apply_limits(limits: Limits, uid: int | None) -> None:

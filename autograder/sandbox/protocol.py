@@ -237,6 +237,12 @@ def receive(sock: socket.socket) -> dict:
 def _parse(payload: bytes):
     """JSON from the other side; every way it can be unreadable is a ProtocolError
     (ValueError covers bad UTF-8, bad JSON and integers past the digit limit)."""
+    # Parsing allocates per container and per item (a 100 MiB message of "{}," would take
+    # gigabytes), so the parts are counted first, at the speed of a byte scan: separators
+    # inside strings count too, which only makes the bound stricter.
+    parts = payload.count(b"{") + payload.count(b"[") + payload.count(b",")
+    if parts > MAX_ITEMS:
+        raise ProtocolError(f"message has more than {MAX_ITEMS:,} parts")
     try:
         return json.loads(payload)
     except (ValueError, RecursionError) as exc:

@@ -1,27 +1,21 @@
-"""Visible checks on the notebook's own Hessians: Exercises 2.3, 3.2, 6.0 and 6.1.
+"""Visible checks, Section 6: the tiny MLP's Hessian, at initialization and after training.
 
 The truth is the loss Hessian materialized here in fp64 and handed to
-torch.linalg.eigvalsh: by torch.func.hessian for the 254-parameter toy
-MLP, and in closed form (the chain rule written out for
-Linear-Tanh-Linear, the same matrix in a fraction of the time) for the
-1,930-parameter tiny MLP on the 500 MNIST samples.
+torch.linalg.eigvalsh: in closed form (the chain rule written out for
+Linear-Tanh-Linear, the same matrix as torch.func.hessian in a fraction of
+the time) for the 1,930-parameter tiny MLP on the 500 MNIST samples.
 """
 
 import functools
-import math
 
 import torch
 import torch.nn.functional as F
 from src.data import load_mnist_7x7
 from src.tiny_models import tiny_mlp
 from torch import nn
-from visible_checks import dense_hessian
+from visible_checks import top_magnitudes
 
 from autograder.testing import check, vector
-
-
-def _top_magnitudes(values: torch.Tensor, n: int) -> torch.Tensor:
-    return values.abs().sort(descending=True).values[:n]
 
 
 def mlp_hessian(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -91,16 +85,7 @@ def _mnist() -> tuple[torch.Tensor, torch.Tensor]:
 def _init_top(n: int) -> torch.Tensor:
     """The n largest |eigenvalues| of the Hessian of tiny_mlp(seed=0) on the 500 samples."""
     X, y = _mnist()
-    return _top_magnitudes(torch.linalg.eigvalsh(mlp_hessian(tiny_mlp(seed=0), X, y)), n)
-
-
-def _notebook_toy(student) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    model, X, y = student.get("model"), student.get("X"), student.get("y")
-    assert isinstance(model, nn.Module) and isinstance(X, torch.Tensor) \
-        and isinstance(y, torch.Tensor), \
-        "model, X and y should still be Section 1's toy MLP and its batch when the notebook " \
-        "ends: do not reassign them"
-    return model, X, y.long()
+    return top_magnitudes(torch.linalg.eigvalsh(mlp_hessian(tiny_mlp(seed=0), X, y)), n)
 
 
 def _model_mnist(student) -> nn.Sequential:
@@ -113,61 +98,6 @@ def _model_mnist(student) -> nn.Sequential:
     return model
 
 
-# --- Exercise 2.3 ----------------------------------------------------------------------
-
-
-@check(exercise="2.3", weight=2)
-def test_top_eig_of_thedense_hessian(student):
-    """top_eig is the largest-magnitude eigenvalue of the toy MLP's Hessian"""
-    model, X, y = _notebook_toy(student)
-    value = student.get("top_eig")
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    assert isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value), f"top_eig should be a finite number, got {value!r:.60}"
-    truth = _top_magnitudes(torch.linalg.eigvalsh(dense_hessian(model, X, y)), 1).item()
-    # fp32 power iteration on this Hessian gets ~1e-6 relative.
-    assert abs(abs(value) - truth) <= 1e-3 * truth, \
-        "top_eig is not the largest-magnitude eigenvalue of the Hessian of the toy model's " \
-        "loss on (X, y): run power_iteration on a matvec that calls hvp_double_backward"
-
-
-# --- Exercise 3.2 ----------------------------------------------------------------------
-
-
-def _toy_errors(student) -> torch.Tensor:
-    """Relative errors of |eigvals_k| (in the order found) against the true top-10 |lambda|."""
-    model, X, y = _notebook_toy(student)
-    eigvals_k = vector(student.get("eigvals_k"), "eigvals_k")
-    assert eigvals_k.numel() == 10, \
-        f"eigvals_k should hold the k = 10 deflated eigenvalues, got {eigvals_k.numel()}"
-    truth = _top_magnitudes(torch.linalg.eigvalsh(dense_hessian(model, X, y)), 10)
-    return (eigvals_k.abs() - truth).abs() / truth
-
-
-@check(exercise="3.2", weight=1)
-def test_rel_err_matches_eigvals_k(student):
-    """rel_err holds the relative errors of eigvals_k against the true top-10 |lambda|"""
-    rel_err = vector(student.get("rel_err"), "rel_err")
-    assert rel_err.numel() == 10, f"rel_err should have 10 entries, got {rel_err.numel()}"
-    assert (rel_err >= 0).all(), "rel_err should hold non-negative relative errors"
-    expected = _toy_errors(student)
-    # The notebook's truth is an fp32 eigvalsh: ~1e-6 of the largest |lambda| off.
-    assert ((rel_err - expected).abs() <= 1e-4 + 1e-2 * expected).all(), \
-        "rel_err is not | |eigvals_k[i]| - true_topk[i] | / true_topk[i] for your eigvals_k: " \
-        "run the cell as given, after your power_iteration_deflated"
-
-
-@check(exercise="3.2", weight=1)
-def test_deflation_to_k10_is_mostly_accurate(student):
-    """at least half of the 10 deflated eigenvalues of the toy Hessian are accurate"""
-    errors = _toy_errors(student)
-    # Correct code gets about 8 of 10 to ~1e-6; the others sit at near-ties in magnitude.
-    assert int((errors < 1e-3).sum()) >= 5, \
-        "fewer than 5 of the 10 eigenvalues from power_iteration_deflated(matvec_H, P, " \
-        "k=10) are within 1e-3 of the true magnitudes: check the deflation"
-
-
 # --- Exercises 6.0 and 6.1 -------------------------------------------------------------
 
 
@@ -175,7 +105,7 @@ def _ritz_top(student, name: str, n: int) -> torch.Tensor:
     values = vector(student.get(name), name)
     assert values.numel() >= 10, \
         f"{name} should hold the 30 Ritz values (at least 10), got {values.numel()}"
-    return _top_magnitudes(values, n)
+    return top_magnitudes(values, n)
 
 
 @check(exercise="6.0", weight=1)
@@ -216,7 +146,7 @@ def test_ritz_trained_top5_match_the_trained_hessian(student):
     """the 5 largest |ritz_trained| match the Hessian of your trained model_mnist"""
     got = _ritz_top(student, "ritz_trained", 5)
     X, y = _mnist()
-    want = _top_magnitudes(torch.linalg.eigvalsh(mlp_hessian(_model_mnist(student), X, y)), 5)
+    want = top_magnitudes(torch.linalg.eigvalsh(mlp_hessian(_model_mnist(student), X, y)), 5)
     # Correct code: ~1e-5 relative; the init model or a minibatch Hessian is >= 20% off.
     assert ((got - want).abs() <= 2e-2 * want).all(), \
         "the 5 largest |ritz_trained| do not match the Hessian of your trained model_mnist on " \

@@ -1,4 +1,4 @@
-"""Section 1: the three HVPs and their timings; Exercise 2.3, power iteration on the Hessian.
+"""Section 1: the three HVPs and their timings.
 
 Every HVP answer is compared with the reference double backward run here on
 the same hidden model, batch and direction. Relative errors are measured in
@@ -14,6 +14,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from krylov_checks import count_params
 from torch import nn
 
 from autograder.testing import (
@@ -23,7 +24,6 @@ from autograder.testing import (
     StudentTimeout,
     check,
     number,
-    vector,
 )
 from fixtures.models import hvp_case
 from reference import krylov_hessian as ref
@@ -48,10 +48,6 @@ def autodiff_checks(weight: float) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("name", [
         pytest.param(name, id=exercise, marks=check(exercise=exercise, weight=weight))
         for exercise, name in AUTODIFF_HVPS.items()])
-
-
-def _count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _as_hvp(value, name: str, dim: int) -> torch.Tensor:
@@ -127,7 +123,7 @@ def _scaled(case, factor: float):
 def _agreement(student, name: str, cases, rtol: float) -> None:
     """Each case's answer is H v to within rtol; wrong formulas get a hint first."""
     for case in cases:
-        dim = _count(case.model)
+        dim = count_params(case.model)
         value = _as_hvp(student.call(name, case.model, case.X, case.y, case.v), name, dim)
         expected = _exact_hvp(case)
         error = _relative_error(value, expected)
@@ -176,7 +172,7 @@ def _big_case() -> tuple[nn.Sequential, torch.Tensor, torch.Tensor, torch.Tensor
     model = nn.Sequential(*layers)
     X = torch.randn(32, BIG_SIZES[0], generator=generator)
     y = torch.randint(0, BIG_SIZES[-1], (32,), generator=generator)
-    v = torch.randn(_count(model), generator=generator)
+    v = torch.randn(count_params(model), generator=generator)
     v = v / v.norm()
     return model, X, y, v, ref.hvp_double_backward(model, X, y, v).double()
 
@@ -185,7 +181,7 @@ def _big_case() -> tuple[nn.Sequential, torch.Tensor, torch.Tensor, torch.Tensor
 def test_autodiff_hvp_is_matrix_free(student, name):
     """works on an MLP whose Hessian is far too big to form (793k parameters)"""
     model, X, y, v, expected = _big_case()
-    dim = _count(model)
+    dim = count_params(model)
     where = f"{name}(model, X, y, v) on an MLP with {dim:,} parameters (its Hessian would " \
             f"need {dim ** 2 * 4 / 1e12:.1f} TB in fp32)"
     matrix_free = "an HVP costs a few forward and backward passes and never forms the " \
@@ -211,7 +207,7 @@ def test_autodiff_hvp_is_matrix_free(student, name):
 def test_autodiff_hvp_is_linear(student, name):
     """is linear in v: H(-2.5 v) = -2.5 H v and H(u + v) = H u + H v"""
     case = hvp_case(19, 12, torch.float32, "toy")
-    dim = _count(case.model)
+    dim = count_params(case.model)
     u = torch.randn(dim, generator=torch.Generator().manual_seed(19)) * 0.3
 
     def hvp(direction: torch.Tensor) -> torch.Tensor:
@@ -231,7 +227,7 @@ def test_autodiff_hvp_is_linear(student, name):
 def test_autodiff_hvp_shape(student, name):
     """returns one flat tensor of shape (P,)"""
     case = hvp_case(29, 9, torch.float32, "tiny")
-    dim = _count(case.model)
+    dim = count_params(case.model)
     value = student.call(name, case.model, case.X, case.y, case.v)
     assert not isinstance(value, (list, tuple)), \
         f"{name} returned a {type(value).__name__} of {len(value)} items; concatenate the " \
@@ -262,7 +258,7 @@ FD_FP32_RTOL = 5e-3
 
 def _fd_mismatch(case, what: str) -> str:
     return f"{FD_NAME}(model, X, y, v{what}) on a hidden {_precision(case)} MLP with " \
-           f"{_count(case.model)} parameters"
+           f"{count_params(case.model)} parameters"
 
 
 @check(exercise="1.3", weight=2)
@@ -270,7 +266,7 @@ def test_fd_is_central(student):
     """has the O(eps^2) error of a central difference (fp64, eps = 1e-3)"""
     case = hvp_case(17, 20, torch.float64, "toy")
     value = _as_hvp(student.call(FD_NAME, case.model, case.X, case.y, case.v, eps=1e-3),
-                    FD_NAME, _count(case.model))
+                    FD_NAME, count_params(case.model))
     error = _relative_error(value, _exact_hvp(case))
     assert error <= 1e-2, \
         f"{_fd_mismatch(case, ', eps=1e-3')} is far from H v: the central difference is " \
@@ -287,7 +283,7 @@ def test_fd_honours_eps(student):
     case = hvp_case(23, 12, torch.float64, "toy")
     for eps in (1e-2, 2e-3):
         value = _as_hvp(student.call(FD_NAME, case.model, case.X, case.y, case.v, eps=eps),
-                        FD_NAME, _count(case.model))
+                        FD_NAME, count_params(case.model))
         expected = ref.hvp_finite_difference(case.model, case.X, case.y, case.v, eps=eps)
         assert _relative_error(value, expected.double()) <= SAME_EPS_RTOL, \
             f"{_fd_mismatch(case, f', eps={eps:g}')} is not the central difference with step " \
@@ -300,7 +296,7 @@ def test_fd_default_eps(student):
     """uses eps = 1e-3 when called without eps"""
     case = hvp_case(31, 10, torch.float64, "toy")
     value = _as_hvp(student.call(FD_NAME, case.model, case.X, case.y, case.v),
-                    FD_NAME, _count(case.model))
+                    FD_NAME, count_params(case.model))
     expected = ref.hvp_finite_difference(case.model, case.X, case.y, case.v, eps=1e-3)
     assert _relative_error(value, expected.double()) <= SAME_EPS_RTOL, \
         f"{_fd_mismatch(case, '')} is not the central difference with step 1e-3: keep the " \
@@ -313,7 +309,7 @@ def test_fd_fp32(student):
     """agrees with H v in fp32 to finite-difference accuracy"""
     case = _scaled(hvp_case(8, 50, torch.float32, "tiny"), 2.0)
     value = _as_hvp(student.call(FD_NAME, case.model, case.X, case.y, case.v),
-                    FD_NAME, _count(case.model))
+                    FD_NAME, count_params(case.model))
     expected = _exact_hvp(case)
     assert _relative_error(value, expected) <= FD_FP32_RTOL, \
         f"{_fd_mismatch(case, '')} differs from H v by more than {FD_FP32_RTOL:g} relative: " \
@@ -348,63 +344,3 @@ def test_t_jvp(student):
 def test_t_fd(student):
     """t_fd is a plausible time per finite-difference HVP, in seconds"""
     _plausible_timing(student, "t_fd")
-
-
-# --- Exercise 2.3: power iteration on the Hessian ------------------------------
-
-
-def _dominant(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """Largest-magnitude eigenpair of the loss Hessian, materialized in fp64."""
-    model = copy.deepcopy(model).double()
-    H = ref.materialize(ref.hessian_matvec(model, X.double(), y), _count(model), torch.float64)
-    values, vectors = torch.linalg.eigh(H)
-    i = values.abs().argmax()
-    return values[i].item(), vectors[:, i]
-
-
-# fp32 power iteration on these Hessians reaches ~1e-6 relative (measured
-# 1e-7..2e-6); the second-largest magnitude is >= 5% away, so 1e-4 separates.
-TOP_EIG_RTOL = 1e-4
-
-
-@check(exercise="2.3", weight=2)
-def test_top_eig_of_notebook_hessian(student):
-    """top_eig is the dominant eigenvalue of the notebook's own toy Hessian"""
-    model, X, y = student.get("model"), student.get("X"), student.get("y")
-    assert isinstance(model, nn.Module) and isinstance(X, torch.Tensor) \
-        and isinstance(y, torch.Tensor), \
-        "model, X and y should still be Section 1's toy MLP and batch when the notebook ends"
-    top_eig = number(student.get("top_eig"), "top_eig")
-    truth, _ = _dominant(model, X, y)
-    # On this model the dominant eigenvalue is positive, and then the signed
-    # Rayleigh quotient and |lambda| agree; if it were negative either sign is
-    # accepted here (the notebook compares magnitudes; 2.1 grades the sign).
-    value = top_eig if truth > 0 else abs(top_eig)
-    assert abs(value - abs(truth)) <= TOP_EIG_RTOL * abs(truth), \
-        "top_eig is not the largest-magnitude eigenvalue of the Hessian of the toy model's loss " \
-        "on (X, y): run power_iteration on a matvec that calls hvp_double_backward"
-
-
-@check(exercise="2.3", weight=2)
-def test_power_iteration_on_hidden_hessian(student):
-    """power_iteration on a hidden Hessian operator finds its top eigenpair"""
-    case = hvp_case(21, 30, torch.float32, "toy")
-    dim = _count(case.model)
-    truth, u = _dominant(case.model, case.X, case.y)
-    num_iters = 300
-    # Generous budget: exactly one matvec per step is graded in 2.1.
-    op = student.operator(ref.hessian_matvec(case.model, case.X, case.y), dim=dim,
-                          dtype=torch.float32, budget=2 * num_iters + 2)
-    result = student.call("power_iteration", op, dim, num_iters=num_iters, seed=5)
-    assert isinstance(result, (list, tuple)) and len(result) == 3, \
-        "power_iteration should return (eig, vec, history)"
-    eig = number(result[0], "the eigenvalue power_iteration returns")
-    vec = vector(result[1], "the eigenvector power_iteration returns", length=dim)
-    where = f"power_iteration(hessian_matvec, {dim}, num_iters={num_iters}, seed=5) on the " \
-            "loss Hessian of a hidden toy MLP"
-    assert abs(eig - truth) <= TOP_EIG_RTOL * abs(truth), \
-        f"{where} did not return its largest-magnitude eigenvalue"
-    # The eigenvector lags the Rayleigh quotient (sin^2 of its angle ~ the
-    # eigenvalue error / gap ~ 1e-6); |cos| >= 0.999 accepts either sign.
-    cosine = abs(torch.dot(vec, u)).item() / max(vec.norm().item(), 1e-300)
-    assert cosine >= 0.999, f"{where} returned a vector that is not the top eigenvector"

@@ -1,0 +1,166 @@
+"""Section 4: Lanczos without reorthogonalization; Ritz values converge to the extremes first.
+
+Ritz values depend on the start vector, which students may draw differently
+from the reference, so every check here holds for any start: consistency of
+the returned Ritz values with the returned basis, orthonormality, the whole
+spectrum at k = dim, the extremes after enough steps, matvec counts. The
+matrices reach the student's code only as opaque operators.
+
+The notebook's own solution works in fp32 whatever the operator's precision
+(its start vector is fp32 and the operator answers in the caller's dtype),
+so tolerances allow fp32 work: fp32 unit roundoff is 6e-8, a fp32 Lanczos
+basis of a few dozen columns is orthonormal to a few 1e-7 until a Ritz value
+converges, and eigenvalues computed from it carry errors of ~1e-6 ||A||.
+"""
+
+import torch
+from krylov_checks import (
+    assert_consistent,
+    assert_one_matvec_per_step,
+    basis,
+    call_lanczos,
+    hidden_matrix,
+    orth_error,
+    ritz_values,
+    unpack,
+)
+
+from autograder.testing import check
+
+# Measured on the reference and on the notebook's solution over many start
+# vectors; each tolerance below says how it relates to these numbers.
+ORTH_TOL_SMALL_K = 1e-4  # fp32 basis before any Ritz value converges: ~3e-7
+
+
+# --- calling the student's Lanczos ----------------------------------------------------
+
+
+def _no_reorth(student, A, k, *, dtype, seed, budget=None):
+    result, op, call = call_lanczos(student, "lanczos_no_reorth", A, k, dtype=dtype, seed=seed,
+                                    budget=budget)
+    ritz, Q = unpack(result, 2, call, "(ritz_vals, Q)")
+    return ritz, Q, op, call
+
+
+# --- 4.1 lanczos_no_reorth --------------------------------------------------------------
+
+
+@check(exercise="4.1", weight=2)
+def test_lanczos_returns_k_ritz_values_and_a_dim_by_k_basis(student):
+    """lanczos_no_reorth returns k Ritz values and a (dim, k) basis"""
+    A, _ = hidden_matrix("spread")
+    ritz, Q, _, call = _no_reorth(student, A, 10, dtype=torch.float64, seed=3)
+    ritz_values(ritz, 10, call)
+    basis(Q, A.shape[0], 10, call)
+
+
+@check(exercise="4.1", weight=2)
+def test_lanczos_basis_is_orthonormal_for_small_k(student):
+    """Q has orthonormal columns while no Ritz value has converged"""
+    A, _ = hidden_matrix("spread90")
+    _, Q, _, call = _no_reorth(student, A, 14, dtype=torch.float64, seed=5)
+    Q = basis(Q, A.shape[0], 14, call)
+    # fp32 work gives ~3e-7 here; a missing beta * q_prev term gives ~1.
+    assert orth_error(Q) <= ORTH_TOL_SMALL_K, \
+        f"the columns of Q returned by {call} are not orthonormal: normalize each new " \
+        "vector by beta and subtract both alpha_j q_j and beta_j q_{j-1}"
+
+
+@check(exercise="4.1", weight=3)
+def test_ritz_values_are_the_eigenvalues_of_the_projected_matrix(student):
+    """the Ritz values are the eigenvalues of Q^T A Q"""
+    A, _ = hidden_matrix("spread")
+    ritz, Q, _, call = _no_reorth(student, A, 12, dtype=torch.float64, seed=7)
+    ritz = ritz_values(ritz, 12, call)
+    Q = basis(Q, A.shape[0], 12, call)
+    assert_consistent(ritz, Q, A, call)
+
+
+@check(exercise="4.1", weight=2)
+def test_lanczos_with_k_equal_to_dim_finds_the_whole_spectrum(student):
+    """with k = dim the Ritz values are the whole spectrum"""
+    A, eigs = hidden_matrix("small")
+    ritz, _, _, call = _no_reorth(student, A, 8, dtype=torch.float64, seed=11)
+    ritz = ritz_values(ritz, 8, call)
+    # Worst correct fp32 error over 60 starts: 2e-6 on eigenvalues up to 4.
+    assert (ritz - eigs).abs().max().item() <= 1e-4 * eigs.abs().max().item(), \
+        f"{call} on an 8 x 8 matrix should return all 8 eigenvalues, but they do not match: " \
+        "check how T is assembled from the alphas and betas"
+
+
+@check(exercise="4.1", weight=2)
+def test_extreme_ritz_values_converge_after_30_steps(student):
+    """after 30 steps the extreme Ritz values match isolated extreme eigenvalues"""
+    A, eigs = hidden_matrix("extremes")
+    ritz, _, _, call = _no_reorth(student, A, 30, dtype=torch.float32, seed=13)
+    ritz = ritz_values(ritz, 30, call)
+    # Converged Ritz values are accurate to fp32 roundoff even after orthogonality
+    # is lost (Paige): worst 6e-6 over 40 starts; tolerance 1e-4 of |lambda|.
+    for got, want, which in ((ritz[-1], eigs[-1], "largest"), (ritz[0], eigs[0], "smallest")):
+        assert abs(got - want).item() <= 1e-4 * abs(want).item(), \
+            f"after {call} on a 200 x 200 matrix with well-separated extreme eigenvalues, " \
+            f"the {which} Ritz value has not converged to the {which} eigenvalue"
+
+
+@check(exercise="4.1", weight=1)
+def test_lanczos_uses_one_matvec_per_step(student):
+    """lanczos_no_reorth spends one matvec per step"""
+    A, _ = hidden_matrix("spread90")
+    k = 15
+    _, _, op, call = _no_reorth(student, A, k, dtype=torch.float64, seed=17, budget=k + 1)
+    assert_one_matvec_per_step(op, k, call)
+
+
+# --- 4.2 Ritz values converge to the extremes first -----------------------------------
+
+
+def _convergence_errors(student) -> dict[int, tuple[float, float, float]]:
+    """k -> (error of the largest, of the smallest, of the middle Ritz value), rank-matched.
+
+    The i-th largest Ritz value is compared with the i-th largest eigenvalue
+    (by interlacing it lies below it), so the middle one measures how far the
+    interior is from converging.
+    """
+    A, eigs = hidden_matrix("convergence")
+    descending = eigs.flip(0)
+    errors = {}
+    for k in (5, 10, 20):
+        ritz, _, _, call = _no_reorth(student, A, k, dtype=torch.float64, seed=19)
+        ritz = ritz_values(ritz, k, call).flip(0)
+        middle = k // 2
+        errors[k] = ((descending[0] - ritz[0]).abs().item(),
+                     (ritz[-1] - eigs[0]).abs().item(),
+                     (descending[middle] - ritz[middle]).abs().item())
+    return errors
+
+
+@check(exercise="4.2", weight=2)
+def test_extreme_ritz_values_improve_with_k(student):
+    """the errors of the extreme Ritz values shrink as k grows 5 -> 10 -> 20"""
+    errors = _convergence_errors(student)
+    scale = 6.0
+    # In exact arithmetic they never grow (interlacing); in fp32 they grew by at
+    # most 1.4e-6 over 100 starts, and reached <= 4e-6 at k = 20.
+    slack = 1e-4 * scale
+    for index, which in ((0, "largest"), (1, "smallest")):
+        e5, e10, e20 = (errors[k][index] for k in (5, 10, 20))
+        assert e10 <= e5 + slack and e20 <= e10 + slack, \
+            f"the error of the {which} Ritz value of lanczos_no_reorth grew with k " \
+            "(k = 5, 10, 20, same seed): the extremes should only improve"
+        # Correct code: ~1e-6 at k = 20 for every start; 1e-3 relative is generous.
+        assert e20 <= 1e-3 * scale, \
+            f"the {which} Ritz value of lanczos_no_reorth has not converged after 20 steps " \
+            "on a 150 x 150 matrix whose extreme eigenvalues are well separated"
+
+
+@check(exercise="4.2", weight=1)
+def test_extremes_converge_before_the_interior(student):
+    """the extreme Ritz values are more accurate than the interior ones"""
+    errors = _convergence_errors(student)
+    for k in (10, 20):
+        top, bottom, middle = errors[k]
+        # Over 100 starts the extremes' error was at most a third of the middle
+        # one's at k = 10, and ~1e-6 against ~2.7 at k = 20.
+        assert max(top, bottom) < middle, \
+            f"with k = {k} the extreme Ritz values of lanczos_no_reorth are no more accurate " \
+            "than the middle one; Lanczos should resolve the extremes first"

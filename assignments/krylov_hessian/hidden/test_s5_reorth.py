@@ -1,0 +1,258 @@
+"""Section 5: the loss of orthogonality, and its repair by full and 0.717 reorthogonalization.
+
+Ritz values depend on the start vector, which students may draw differently
+from the reference, so every check here holds for any start: consistency of
+the returned Ritz values with the returned basis, orthonormality, the whole
+spectrum at k = dim, matvec counts. The
+matrices reach the student's code only as opaque operators.
+
+The notebook's own solution works in fp32 whatever the operator's precision
+(its start vector is fp32 and the operator answers in the caller's dtype),
+so tolerances allow fp32 work: fp32 unit roundoff is 6e-8, a fp32 Lanczos
+basis of a few dozen columns is orthonormal to a few 1e-7 until a Ritz value
+converges, and eigenvalues computed from it carry errors of ~1e-6 ||A||.
+"""
+
+import functools
+
+import torch
+from krylov_checks import (
+    assert_consistent,
+    assert_one_matvec_per_step,
+    basis,
+    call_lanczos,
+    hidden_matrix,
+    orth_error,
+    ritz_values,
+    unpack,
+)
+
+from autograder.testing import check, vector
+from reference import krylov_hessian as ref
+
+# --- fixtures: hidden matrices, all built from private generators --------------------
+
+
+@functools.cache
+def _random_symmetric(seed: int, n: int = 40) -> torch.Tensor:
+    """B + B^T with Gaussian B in fp32, like the notebook's Section 5 matrix (seed 7)."""
+    B = torch.randn(n, n, generator=torch.Generator().manual_seed(seed))
+    return B + B.T
+
+
+@functools.cache
+def _shifted(seed: int, n: int = 40, shift: float = 10.0) -> torch.Tensor:
+    """shift * I + a random symmetric matrix of norm ~1.4, in fp32.
+
+    alpha_j is ~shift at every step, so the recurrence cancels all but ~10% of
+    A q_j: ||r|| < 0.717 ||A q_j|| on every step for every start (measured:
+    30 of 30 steps), and without reorthogonalization fp32 orthogonality is
+    lost to ~0.3 within 30 steps.
+    """
+    B = torch.randn(n, n, generator=torch.Generator().manual_seed(seed))
+    return (B + B.T) / (2 * n ** 0.5) + shift * torch.eye(n)
+
+
+def _contaminating(A: torch.Tensor, gamma: float, seed: int):
+    """v -> A v + gamma (z . v) u, where u is the direction of the operator's first input.
+
+    Lanczos applies the operator to q_0 first, so from then on every A q_j
+    carries a component of size ~gamma |z . q_j| along q_0: it lies in the span
+    of the basis, but from step j = 1 on the three-term recurrence does not
+    remove it. So at j = 1 ||r|| stays ~||A q_j||, the 0.717 test must not
+    fire, and q_2 comes out nearly parallel to q_0, for good. A single
+    Gram-Schmidt pass against the whole basis leaves an error of ~eps times
+    that component (Kahan's case for doing it twice); a second pass removes it.
+    """
+    z = torch.randn(A.shape[0], generator=torch.Generator().manual_seed(seed))
+    z = z / z.norm()
+    first: list[torch.Tensor] = []
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        v = v.float()
+        if not first:
+            first.append(v / v.norm())
+        return A @ v + gamma * (z @ v) * first[0]
+
+    return apply
+
+
+# --- calling the student's Lanczos ----------------------------------------------------
+
+
+def _leading_errors(Q: torch.Tensor, entrywise: bool) -> torch.Tensor:
+    """||Q[:, :j+1]^T Q[:, :j+1] - I||_inf for j = 0..k-1."""
+    return torch.tensor([ref.orthogonality_error(Q[:, :j + 1], entrywise=entrywise)
+                         for j in range(Q.shape[1])], dtype=torch.float64)
+
+
+def _track(student, A, k, reorth, *, dtype=torch.float32, seed, budget=None, fn=None):
+    result, op, call = call_lanczos(student, "lanczos_track_orth", A, k, dtype=dtype,
+                                    seed=seed, budget=budget, fn=fn, reorth=reorth)
+    ritz, Q, history = unpack(result, 3, call, "(ritz, Q, orth_history)")
+    return ritz, Q, history, op, call
+
+
+# --- 5.1 tracking the loss of orthogonality --------------------------------------------
+
+
+@check(exercise="5.1", weight=2)
+def test_orth_history_measures_the_returned_basis(student):
+    """orth_history[j] is ||Q[:, :j+1]^T Q[:, :j+1] - I||_inf of the returned Q"""
+    A = _random_symmetric(13)
+    k = 40
+    _, Q, history, _, call = _track(student, A, k, "none", seed=23)
+    Q = basis(Q, 40, k, call)
+    # One entry per step j = 0..k-1, for the first j+1 columns, as the notebook defines it.
+    history = vector(history, f"orth_history returned by {call}", length=k)
+    assert history[0].item() <= 1e-5, \
+        f"orth_history[0] from {call} should be ~0: a single unit vector is orthonormal"
+    # Either infinity norm is accepted. fp32 Gram matrices carry ~1e-7 per entry,
+    # ~4e-6 per row sum of 40; entries grow ~2x per step while orthogonality is
+    # lost, so an entry for the wrong number of columns is off by far more than 1%.
+    matches = [bool(((history - expected).abs() <= 1e-5 + 1e-2 * expected).all())
+               for expected in (_leading_errors(Q, entrywise=True),
+                                _leading_errors(Q, entrywise=False))]
+    assert any(matches), \
+        f"orth_history from {call} does not match ||Q[:, :j+1]^T Q[:, :j+1] - I||_inf " \
+        "recomputed from the returned Q (max |entry| or max row sum): record one value per " \
+        "step j, for the j+1 columns built so far"
+
+
+@check(exercise="5.1", weight=2)
+def test_orthogonality_is_lost_without_reorthogonalization(student):
+    """with reorth='none', fp32 Lanczos loses orthogonality on a 40 x 40 matrix"""
+    A = _random_symmetric(17)
+    _, Q, _, _, call = _track(student, A, 40, "none", seed=29)
+    Q = basis(Q, 40, 40, call)
+    # Measured over 5 matrices x 8 starts, in fp32 and with fp64 arithmetic around
+    # the fp32 operator: at least 0.35 after 40 steps.
+    assert orth_error(Q) > 1e-3, \
+        f"{call} kept Q orthonormal to 1e-3 in fp32, which plain Lanczos does not do: " \
+        "reorth='none' must not reorthogonalize"
+
+
+@check(exercise="5.1", weight=2)
+def test_track_orth_ritz_values_and_matvecs(student):
+    """lanczos_track_orth's Ritz values are eig(Q^T A Q), one matvec per step"""
+    A, _ = hidden_matrix("spread")
+    k = 12
+    ritz, Q, _, op, call = _track(student, A, k, "none", dtype=torch.float64, seed=31,
+                                  budget=k + 1)
+    ritz = ritz_values(ritz, k, call)
+    Q = basis(Q, A.shape[0], k, call)
+    assert_consistent(ritz, Q, A, call)
+    assert_one_matvec_per_step(op, k, call)
+
+
+# --- 5.2 full reorthogonalization -----------------------------------------------------
+
+
+@check(exercise="5.2", weight=2)
+def test_full_reorth_keeps_the_basis_orthonormal(student):
+    """reorth='full' keeps Q orthonormal to fp32 accuracy over 40 steps"""
+    A = _random_symmetric(19)
+    _, Q, _, _, call = _track(student, A, 40, "full", seed=37)
+    Q = basis(Q, 40, 40, call)
+    # Reference: ~2e-7 on every matrix and start tried; 'none' gives ~0.4.
+    assert orth_error(Q) <= 1e-5, \
+        f"{call} returned a Q that is not orthonormal to fp32 accuracy: subtract the " \
+        "projection of r onto every previous q_i, twice"
+
+
+@check(exercise="5.2", weight=2)
+def test_full_reorth_with_k_equal_to_dim_finds_the_spectrum(student):
+    """reorth='full' with k = dim recovers every eigenvalue"""
+    A, eigs = hidden_matrix("indefinite30")
+    ritz, _, _, _, call = _track(student, A.float(), 30, "full", seed=41)
+    ritz = ritz_values(ritz, 30, call)
+    # Worst over 20 starts: 8e-6 on eigenvalues up to 12 ('none' is off by ~9).
+    assert (ritz - eigs).abs().max().item() <= 1e-4 * eigs.abs().max().item(), \
+        f"{call} on a 30 x 30 fp32 matrix should return all 30 eigenvalues to fp32 accuracy"
+
+
+@check(exercise="5.2", weight=1)
+def test_full_reorth_twice_is_enough(student):
+    """reorth='full' stays orthonormal when r lies mostly in span(Q) (twice is enough)"""
+    A = _random_symmetric(43, 60) / (2 * 60 ** 0.5)
+    fn = _contaminating(A, 1e4, seed=47)
+    _, Q, _, _, call = _track(student, A, 20, "full", seed=53, fn=fn)
+    Q = basis(Q, 60, 20, call)
+    # An operator that adds ~1e3 times a vector already in span(Q) to every A q_j:
+    # two Gram-Schmidt passes give <= 3e-7 (30 starts, classical or modified),
+    # one pass ~1 (classical) or >= 1.4e-4 (modified).
+    assert orth_error(Q) <= 1e-5, \
+        f"{call} lost orthogonality when the new vector lies mostly in the span of the " \
+        "previous ones: one projection pass is not enough in fp32, do it twice"
+
+
+@check(exercise="5.2", weight=1)
+def test_full_reorth_uses_one_matvec_per_step(student):
+    """reorth='full' still spends one matvec per step"""
+    A = _random_symmetric(59)
+    k = 20
+    _, _, _, op, call = _track(student, A, k, "full", seed=61, budget=k + 1)
+    assert_one_matvec_per_step(op, k, call)
+
+
+# --- 5.3 the 0.717 test ---------------------------------------------------------------
+
+
+@check(exercise="5.3", weight=2)
+def test_selective_reorth_keeps_the_basis_orthonormal(student):
+    """reorth='selective' keeps Q orthonormal on a random 40 x 40 fp32 matrix"""
+    A = _random_symmetric(67)
+    _, Q, _, _, call = _track(student, A, 40, "selective", seed=71)
+    Q = basis(Q, 40, 40, call)
+    # Reference: <= 1.1e-6 over 6 matrices x 10 starts; 'none' gives >= 0.35.
+    assert orth_error(Q) <= 1e-4, \
+        f"{call} lost orthogonality: reorthogonalize whenever ||r|| < 0.717 ||A q_j||"
+
+
+@check(exercise="5.3", weight=1)
+def test_selective_reorthogonalizes_after_cancellation(student):
+    """reorth='selective' reorthogonalizes when the recurrence cancels most of A q_j"""
+    A = _shifted(73)
+    _, Q, _, _, call = _track(student, A, 30, "selective", seed=79)
+    Q = basis(Q, 40, 30, call)
+    # Here ||r|| ~ 0.1 ||A q_j|| on every step, so the test fires every time:
+    # reference ~2e-7; no reorthogonalization (or the test inverted) ~0.3.
+    assert orth_error(Q) <= 1e-4, \
+        f"{call} lost orthogonality on a matrix where ||r|| < 0.717 ||A q_j|| at every " \
+        "step: the test should fire there and reorthogonalize"
+
+
+@check(exercise="5.3", weight=1)
+def test_selective_skips_steps_without_cancellation(student):
+    """reorth='selective' does not reorthogonalize when ||r|| >= 0.717 ||A q_j||"""
+    A = _random_symmetric(83, 60) / (2 * 60 ** 0.5)
+    fn = _contaminating(A, 100.0, seed=89)
+    _, Q, _, _, call = _track(student, A, 20, "selective", seed=97, fn=fn)
+    Q = basis(Q, 60, 20, call)
+    # On this operator r keeps ~all of A q_j, so the 0.717 test must not fire
+    # and orthogonality is lost (>= 0.99 over 30 starts, fp32 or fp64 arithmetic);
+    # reorthogonalizing every step keeps it (~2e-7 twice, <= 7e-4 once).
+    assert orth_error(Q) > 0.1, \
+        f"{call} reorthogonalized on steps where ||r|| >= 0.717 ||A q_j||: the 0.717 test " \
+        "should reorthogonalize only when the recurrence has cancelled most of A q_j " \
+        "(that is what makes it cheaper than 'full')"
+
+
+@check(exercise="5.3", weight=1)
+def test_selective_reorth_with_k_equal_to_dim_finds_the_spectrum(student):
+    """reorth='selective' with k = dim recovers every eigenvalue"""
+    A, eigs = hidden_matrix("indefinite30")
+    ritz, _, _, _, call = _track(student, A.float(), 30, "selective", seed=101)
+    ritz = ritz_values(ritz, 30, call)
+    # Worst over 20 starts: 5e-6 on eigenvalues up to 12.
+    assert (ritz - eigs).abs().max().item() <= 1e-4 * eigs.abs().max().item(), \
+        f"{call} on a 30 x 30 fp32 matrix should return all 30 eigenvalues to fp32 accuracy"
+
+
+@check(exercise="5.3", weight=1)
+def test_selective_reorth_uses_one_matvec_per_step(student):
+    """reorth='selective' still spends one matvec per step"""
+    A = _random_symmetric(103)
+    k = 20
+    _, _, _, op, call = _track(student, A, k, "selective", seed=107, budget=k + 1)
+    assert_one_matvec_per_step(op, k, call)

@@ -1,0 +1,166 @@
+"""Red team, round two, as an attacker writes it: the trusted side's exposure.
+
+Shared state between checks (a fork writing down its hidden inputs for the
+next check to read), hidden values echoed back through the student's own
+exception messages, forged and oversized runner messages, and the TA's
+credentials on a command line every sandboxed process can read.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.assignment import Assignment
+from autograder.grader import grade
+from autograder.sandbox import CellStatus, protocol
+from tests.corpus.build import variant, write
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = ROOT / "tests" / "engine_assignment"
+FULL = {"A": 3.0, "B": 1.0, "C": 2.0}
+
+
+@pytest.fixture(scope="module")
+def assignment():
+    return Assignment.load(ENGINE)
+
+
+def demo():
+    return nbformat.read(ENGINE / "master" / "demo.ipynb", as_version=4)
+
+
+def square(body: str) -> dict:
+    return {"exA_code": "def square(x):\n" + "".join(f"    {line}\n"
+                                                     for line in body.splitlines())}
+
+
+def graded(nb, assignment, tmp_path):
+    return grade(write(nb, tmp_path / "attack.ipynb"), assignment, tmp_path / "out")
+
+
+def messages(report, exercise: str) -> list[str]:
+    return [c.message for e in report.exercises if e.id == exercise for c in e.checks]
+
+
+# --- class 7: checks do not share state ---------------------------------------------
+
+
+def test_a_check_cannot_read_what_an_earlier_checks_fork_wrote(assignment, tmp_path):
+    """The tensor check's fork writes down its (hidden) input; the number check's fork
+    looks for it and fails loudly if it is there. Each fork starts from the scratch
+    folder as the notebook left it, so the note is gone."""
+    spy = ("import os, torch\n"
+           "if isinstance(x, torch.Tensor):\n"
+           "    with open('loot.txt', 'w') as f:\n"
+           "        f.write(repr(x.tolist()))\n"
+           "elif os.path.exists('loot.txt'):\n"
+           "    raise ValueError('saw ' + open('loot.txt').read())\n"
+           "return x * x")
+    report = graded(variant(square(spy), demo()), assignment, tmp_path)
+    assert {e.id: e.score for e in report.exercises} == FULL, messages(report, "A")
+
+
+def test_hidden_inputs_do_not_come_back_through_the_students_own_exception(assignment,
+                                                                           tmp_path):
+    leak = "import torch\nif isinstance(x, torch.Tensor):\n    raise ValueError(f'got {x}')\n" \
+           "return x * x"
+    report = graded(variant(square(leak), demo()), assignment, tmp_path)
+    tensor_check = messages(report, "A")[0]
+    assert "raised ValueError: got tensor(" in tensor_check  # the student still sees why
+    assert "-3." not in tensor_check and "1." not in tensor_check  # not the input's values
+    assert "…" in tensor_check
+
+
+# --- class 2: sizes are bounded before they cost the trusted side ---------------------
+
+
+def test_a_message_of_millions_of_empty_objects_is_refused_before_parsing():
+    payload = b"[" + b"{}," * 10_000_000 + b"{}]"  # 30 MB that json would make 3 GB of
+    tracemalloc.start()
+    try:
+        with pytest.raises(protocol.ProtocolError, match="parts"):
+            protocol._parse(payload)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20
+
+
+def test_a_forged_flood_from_a_cell_costs_that_cell_only(assignment, tmp_path):
+    """A cell finds the runner's socket and writes a flood of forged cell_done
+    messages for other cells: the session reads exactly one start and one end per
+    cell, in order, so the forger's cell is the one charged, and the runner is
+    replayed without it."""
+    forge = ("import json, os, socket, struct\n"
+             "for fd in range(3, 64):\n"
+             "    try:\n"
+             "        s = socket.socket(fileno=os.dup(fd))\n"
+             "    except OSError:\n"
+             "        continue\n"
+             "    if s.family != socket.AF_UNIX:\n"
+             "        continue\n"
+             "    for index in range(200):\n"
+             "        body = json.dumps({'op': 'cell_done', 'index': index % 8, 'status': 'ok',\n"
+             "                           'duration_s': 0, 'stdout': 'x' * 10000,\n"
+             "                           'figures': []}).encode()\n"
+             "        try:\n"
+             "            s.sendall(struct.pack('>I', len(body)) + body)\n"
+             "        except OSError:\n"
+             "            break\n")
+    nb = demo()
+    nb.cells.insert(2, nbformat.v4.new_code_cell(forge))
+    report = graded(nb, assignment, tmp_path)
+    assert {e.id: e.score for e in report.exercises} == FULL
+    forger = next(c for c in report.cells if c.index == 2)
+    assert forger.status == CellStatus.ERROR and "cannot read" in forger.error
+    others = [c for c in report.cells if c.index != 2]
+    assert all(c.status == CellStatus.OK or "NameError" in c.error for c in others)
+    assert all(len(c.stdout) < 10_000 for c in others)
+
+
+def test_a_frame_with_more_data_than_it_announces_is_not_trusted():
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        body = json.dumps({"op": "cell_start", "index": 0}).encode()
+        theirs.sendall(len(body).to_bytes(4, "big") + body + b"\x00\x00\x00\x05junk!")
+        assert protocol.receive(ours) == {"op": "cell_start", "index": 0}
+        with pytest.raises(protocol.ProtocolError):
+            protocol.receive(ours)
+
+
+# --- class 5: nothing about the staff is visible inside the sandbox ------------------
+
+
+def test_credentials_on_the_command_line_are_refused(tmp_path):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    for option in ("--db", "--gradebook"):
+        run = subprocess.run(
+            [sys.executable, "-m", "autograder", "cohort", str(cohort), "--out",
+             str(tmp_path / "out"), "--assignment", str(ENGINE),
+             option, "postgresql://ta:hunter2@db.example/grades"],
+            capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+        assert run.returncode == 2
+        assert "password" in run.stderr and "AUTOGRADER_" in run.stderr
+        assert "hunter2" not in run.stderr + run.stdout
+
+
+def test_the_database_address_comes_from_the_environment(tmp_path, assignment):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    write(demo(), cohort / "alice.ipynb")
+    database = tmp_path / "elsewhere.db"
+    env = {**os.environ, "AUTOGRADER_DB_URL": f"sqlite:///{database}", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "autograder", "cohort", str(cohort), "--out",
+                          str(tmp_path / "out"), "--assignment", str(ENGINE), "--workers", "1"],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert database.is_file() and not (tmp_path / "out" / "results.db").exists()
