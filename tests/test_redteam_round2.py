@@ -8,6 +8,7 @@ credentials on a command line every sandboxed process can read.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -164,3 +165,35 @@ def test_the_database_address_comes_from_the_environment(tmp_path, assignment):
                          check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     assert database.is_file() and not (tmp_path / "out" / "results.db").exists()
+
+
+# --- class 4: resources are accounted per submission, not per process ---------------
+
+
+def test_memory_outside_any_process_address_space_is_still_counted(tmp_path):
+    """memfd pages count against no process's RLIMIT_AS: 5 GB of them in a 4 GB
+    budget. A memory cgroup per runner bounds the whole submission; the writer is
+    killed and its cell skipped on the replay, the rest graded as usual."""
+    root = tmp_path / "engine_assignment"
+    shutil.copytree(ENGINE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    config = root / "assignment.toml"
+    config.write_text(config.read_text().replace("memory_mb = 6144", "memory_mb = 4096")
+                      .replace("cell_timeout_s = 4", "cell_timeout_s = 40"))
+    assignment = Assignment.load(root)
+    # 80 memfds of 64 MB each: RLIMIT_FSIZE caps each one, not their sum.
+    hog = ("import os\n"
+           "chunk = b'x' * 2**25\n"
+           "fds = [os.memfd_create(f'hog{i}') for i in range(80)]\n"
+           "for fd in fds:\n"
+           "    os.write(fd, chunk)\n"
+           "    os.write(fd, chunk)\n"
+           "print('wrote 5 GB')")
+    nb = demo()
+    nb.cells.insert(2, nbformat.v4.new_code_cell(hog))
+    report = graded(nb, assignment, tmp_path)
+    if "memory cgroup" not in " ".join(report.sandbox_layers):
+        pytest.skip("no memory cgroup can be made here")
+    hogging = next(c for c in report.cells if c.index == 2)
+    assert "wrote 5 GB" not in hogging.stdout.splitlines(), hogging.stdout[-300:]
+    assert hogging.status == CellStatus.ERROR, hogging
+    assert {e.id: e.score for e in report.exercises} == FULL

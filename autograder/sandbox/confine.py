@@ -191,9 +191,17 @@ _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
 _RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
 _LD_ABS, _JEQ, _JGE, _RET = 0x20, 0x15, 0x35, 0x06
 _AF_UNIX, _EPERM, _EACCES = 1, 1, 13
-# arch -> (AUDIT_ARCH value, socket, [ptrace, process_vm_readv, process_vm_writev, io_uring_setup])
-_SYSCALLS = {"x86_64": (0xC000003E, 41, [101, 310, 311, 425]),
-             "aarch64": (0xC00000B7, 198, [117, 270, 271, 425])}
+# arch -> (AUDIT_ARCH value, socket, [ptrace, process_vm_readv, process_vm_writev,
+# io_uring_setup, then System V IPC: shmget shmat shmctl shmdt semget semop semctl
+# semtimedop msgget msgsnd msgrcv msgctl, then POSIX message queues: mq_open mq_unlink
+# mq_timedsend mq_timedreceive mq_notify mq_getsetattr]). IPC objects outlive the runner
+# and are not files, so neither the scratch folder's cleanup nor Landlock reaches them:
+# one submission could leave data there for the next.
+_SYSCALLS = {"x86_64": (0xC000003E, 41, [101, 310, 311, 425, 29, 30, 31, 67, 64, 65, 66, 220,
+                                         68, 69, 70, 71, 240, 241, 242, 243, 244, 245]),
+             "aarch64": (0xC00000B7, 198, [117, 270, 271, 425, 194, 196, 195, 197, 190, 193,
+                                           191, 192, 186, 189, 188, 187, 180, 181, 182, 183,
+                                           184, 185])}
 
 
 class _SockFprog(ctypes.Structure):
@@ -227,7 +235,8 @@ def seccomp_no_sockets() -> list[str]:
         raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
     if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) < 0:
         raise OSError(ctypes.get_errno(), "seccomp filter refused")
-    return ["seccomp: Unix sockets only, no ptrace, cross-process memory or io_uring"]
+    return [("seccomp: Unix sockets only, no ptrace, cross-process memory, io_uring or "
+             "System V / message-queue IPC")]
 
 
 def confine(scratch: str, processes: int) -> tuple[list[str], list[str]]:

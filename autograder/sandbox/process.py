@@ -184,20 +184,26 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class PidsCgroup:
-    """A cgroup (v1 pids controller) holding the runner's whole process tree.
+class Cgroup:
+    """A cgroup (v1) of one controller holding the runner's whole process tree.
 
-    It caps the number of processes, which RLIMIT_NPROC cannot do for root,
-    and lists every member however it detached itself, for a complete kill.
-    Needs a writable pids hierarchy: root outside a container.
+    The pids controller caps the number of processes, which RLIMIT_NPROC cannot
+    do for root, and lists every member however it detached itself, for a
+    complete kill. The memory controller caps the memory of the whole
+    submission: RLIMIT_AS is per process, so forked children and memfd pages
+    could each take a full budget. Needs a writable hierarchy: root outside a
+    container.
     """
 
-    ROOT = Path("/sys/fs/cgroup/pids")
-
-    def __init__(self, name: str, max_processes: int):
-        self.path = self.ROOT / name
+    def __init__(self, controller: str, name: str, settings: dict[str, int]):
+        self.path = Path("/sys/fs/cgroup") / controller / name
         self.path.mkdir()
-        (self.path / "pids.max").write_text(str(max_processes))
+        try:
+            for key, value in settings.items():
+                (self.path / key).write_text(str(value))
+        except OSError:
+            self.remove()
+            raise
 
     def add(self, pid: int) -> None:
         (self.path / "cgroup.procs").write_text(str(pid))
@@ -263,16 +269,24 @@ class RunnerProcess:
             self.layers.append(f"unprivileged uid {uid}")
         if _become_subreaper():
             self.layers.append("orphaned processes adopted and killed (child subreaper)")
-        self.cgroup: PidsCgroup | None = None
-        try:
-            self.cgroup = PidsCgroup(f"autograder-{self.pid}", limits.processes)
-            self.cgroup.add(self.pid)  # before any student code: the runner is still importing
-            self.layers.append(f"pids cgroup: at most {limits.processes} processes")
-        except OSError as exc:
-            self.refused.append(f"pids cgroup unavailable: {exc.strerror or exc}")
-            if self.cgroup is not None:
-                self.cgroup.remove()
-                self.cgroup = None
+        self.cgroups: list[Cgroup] = []
+        for controller, settings, layer in (
+                ("pids", {"pids.max": limits.processes},
+                 f"pids cgroup: at most {limits.processes} processes"),
+                ("memory", {"memory.limit_in_bytes": limits.memory_mb * 2**20},
+                 f"memory cgroup: at most {limits.memory_mb} MB for the whole submission")):
+            try:
+                cgroup = Cgroup(controller, f"autograder-{self.pid}", settings)
+            except OSError as exc:
+                self.refused.append(f"{controller} cgroup unavailable: {exc.strerror or exc}")
+                continue
+            self.cgroups.append(cgroup)
+            try:
+                cgroup.add(self.pid)  # before any student code: the runner is still importing
+            except OSError as exc:
+                self.refused.append(f"{controller} cgroup unavailable: {exc.strerror or exc}")
+                continue
+            self.layers.append(layer)
         self._baseline = workspace.files()
         self.layers.append(f"scratch folder watched: at most {limits.disk_mb} MB "
                            f"and {limits.disk_files} files")
@@ -302,8 +316,8 @@ class RunnerProcess:
         grader adopted as child subreaper (daemons that called setsid)."""
         members = {pid for pid, (_, sid, _) in table.items() if sid == self.pid}
         members.add(self.pid)
-        if self.cgroup is not None:
-            members |= self.cgroup.members()
+        for cgroup in self.cgroups:
+            members |= cgroup.members()
         me = os.getpid()
         for pid, (ppid, _, start) in table.items():
             if ppid == me and start >= self.start_ticks and pid not in RunnerProcess.live:
@@ -346,8 +360,8 @@ class RunnerProcess:
         except subprocess.TimeoutExpired:
             pass
         RunnerProcess.live.discard(self.pid)
-        if self.cgroup is not None:
-            self.cgroup.remove()
+        for cgroup in self.cgroups:
+            cgroup.remove()
 
     def _kill_tree(self) -> None:
         for _ in range(10):
