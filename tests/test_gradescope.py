@@ -190,3 +190,54 @@ def test_results_are_written_even_when_the_grader_dies(image, tmp_path):
     (venv / "bin" / "autograder").chmod(0o755)
     results = submit((root, {**env, "AUTOGRADER_VENV": str(venv)}), {"demo.ipynb": demo()})
     assert results["score"] == 0.0 and "could not finish grading" in results["output"]
+
+
+def test_a_function_that_never_returns_costs_only_its_exercise_on_gradescope(image):
+    """Through run_autograder: the hang is cut, the other exercises keep full marks,
+    and the results are those of a finished grade."""
+    nb = demo()
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "exA_code":
+            cell.source = "def square(x):\n    while True:\n        pass"
+    started = time.monotonic()
+    results = submit(image, {"demo.ipynb": nb})
+    assert time.monotonic() - started < 120
+    scores = {t["number"]: t["score"] for t in results["tests"]}
+    assert scores == {"A": 0.0, "B": 1.0, "C": 2.0}
+    assert "cut short" not in results["output"]
+    assert "did not finish within" in next(t["output"] for t in results["tests"]
+                                           if t["number"] == "A")
+
+
+def test_a_kill_from_outside_leaves_the_scores_earned_so_far(image, tmp_path):
+    """Gradescope's limit (here: a SIGKILL once some checks have run) leaves the
+    partial results.json the grader wrote as it went, not the "not scored" fallback."""
+    root, env = image
+    nb = demo()
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "exC_code":
+            cell.source = "def apply_twice(op, v):\n    import time\n    time.sleep(2)\n" \
+                          "    return op(op(v))"
+    shutil.rmtree(root / "submission", ignore_errors=True)
+    (root / "submission").mkdir()
+    write(nb, root / "submission" / "demo.ipynb")
+    results = root / "results" / "results.json"
+    results.unlink(missing_ok=True)
+    process = subprocess.Popen([str(root / "run_autograder")], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if results.is_file() and "3 of 5 checks" in results.read_text():
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the grader never reported 3 checks")
+    finally:
+        os.killpg(process.pid, 9)
+        process.wait()
+    data = json.loads(results.read_text())
+    validate_results(data)
+    assert "Grading was cut short" in data["output"]
+    assert {t["number"]: t["score"] for t in data["tests"]}["A"] == 3.0
