@@ -197,3 +197,26 @@ def test_memory_outside_any_process_address_space_is_still_counted(tmp_path):
     assert "wrote 5 GB" not in hogging.stdout.splitlines(), hogging.stdout[-300:]
     assert hogging.status == CellStatus.ERROR, hogging
     assert {e.id: e.score for e in report.exercises} == FULL
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can run runners as other users")
+def test_a_runner_started_ahead_is_another_user_with_its_own_folder(assignment):
+    """A cohort worker starts the next submission's runner while this one runs: the two
+    never share a uid, so neither can enter the other's scratch folder or share its
+    process budget, Landlock or not."""
+    from autograder.grader import RunnerSupply
+
+    supply = RunnerSupply(assignment, spare=True)
+    try:
+        workspace, runner = supply.take()
+        spare_workspace, spare = supply._next
+        owners = {workspace.root.stat().st_uid, spare_workspace.root.stat().st_uid}
+        assert len(owners) == 2 and 0 not in owners
+        assert all(p.stat().st_mode & 0o077 == 0 for p in (workspace.root, spare_workspace.root))
+        uids = {int(Path(f"/proc/{r.pid}/status").read_text().split("Uid:")[1].split()[0])
+                for r in (runner, spare)}
+        assert uids == owners
+    finally:
+        runner.stop()
+        workspace.remove()
+        supply.close()

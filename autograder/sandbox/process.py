@@ -11,6 +11,7 @@ with every result; none is silently assumed.
 """
 
 import ctypes
+import itertools
 import os
 import resource
 import shutil
@@ -116,12 +117,19 @@ def _readable_by_others(path: str) -> bool:
     return mode & wanted == wanted
 
 
+RUNNERS_PER_GRADER = 16  # uids a grader cycles through: far more than run at once
+_runners_started = itertools.count()
+
+
 def sandbox_uid() -> tuple[int | None, str]:
     """The uid to run student code as, or None and why not.
 
     Only root can switch, and only to a uid that can still read Python. Each
-    grader gets its own uid (derived from its pid), so that RLIMIT_NPROC, which
-    counts per uid, cannot let one submission starve another graded beside it.
+    runner gets its own uid (from its grader's pid and a count of the runners
+    that grader started), so that RLIMIT_NPROC, which counts per uid, cannot
+    let one submission starve another graded beside it, and a runner started
+    ahead for the next submission is another user, whose scratch folder this
+    one cannot enter even where Landlock is missing.
     """
     if os.getuid() != 0:
         return None, "the grader is not root, so it cannot switch to another uid"
@@ -130,7 +138,8 @@ def sandbox_uid() -> tuple[int | None, str]:
     unreadable = [p for p in needed if os.path.exists(p) and not _readable_by_others(p)]
     if unreadable:
         return None, f"another uid could not read {unreadable[0]}"
-    return 2_000_000 + os.getpid(), ""
+    return 2_000_000 + (os.getpid() % 4_194_304) * RUNNERS_PER_GRADER \
+        + next(_runners_started) % RUNNERS_PER_GRADER, ""
 
 
 class Workspace:
