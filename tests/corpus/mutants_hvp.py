@@ -229,4 +229,7 @@ def hvp_jvp_of_grad(model, X, y, v):
         columns.append(hvp_double_backward(model, X, y, e))
     H = torch.stack(columns, dim=1)
     return H @ v
-'''}), loses=["1.2"])
+'''}), loses=["1.2"],
+    # Its P HVPs per call make the 1.4 timing cell ~60x the reference's (7 s here):
+    # near the cell's budget (30x, at least 10 s), so 1.4 may be cut on a loaded machine.
+    may_lose=["1.4"])
