@@ -4,6 +4,7 @@ matrices, and the helpers that call the student's Lanczos and read its answer
 (the generic answer readers live in `autograder.testing`)."""
 
 import functools
+import hashlib
 
 import torch
 from torch import nn
@@ -42,6 +43,60 @@ EIG_RTOL = 1e-4
 # Measured on the reference and on the notebook's solution over many start
 # vectors; each tolerance below says how it relates to these numbers.
 CONSISTENCY_RTOL = 1e-4  # fp32 work: eig(Q^T A Q) vs Ritz values agree to ~2e-6 ||A||
+
+
+# A Lanczos basis built in fp32 has unit columns to ~1e-7 and puts each A q_j in
+# span(q_0, ..., q_(j+1)) up to ~1e-6 ||A|| (measured on every fixture here,
+# reorthogonalized or not, orthogonality lost or not); zeros, constants, the
+# identity's columns and random orthonormal bases are off by O(1).
+UNIT_TOL = 1e-3
+KRYLOV_RTOL = 1e-4
+
+
+# --- caching truths by content ----------------------------------------------------------
+
+
+def content_key(*values) -> str:
+    """A digest of tensors, models (architecture and weights), numbers and strings.
+
+    Truths computed from a student's model (the notebook's own, fetched) are
+    cached under it: every notebook of a cohort builds the same model, and
+    two checks of one notebook often need the same truth.
+    """
+    digest = hashlib.sha256()
+
+    def add(value) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().contiguous().cpu()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+                          if tensor.numel() else b"")
+        elif isinstance(value, nn.Module):
+            digest.update(repr(value).encode())
+            for tensor in value.state_dict().values():
+                add(tensor)
+        else:
+            digest.update(repr(value).encode())
+
+    for value in values:
+        add(value)
+    return digest.hexdigest()
+
+
+def by_content(function):
+    """Cache `function`'s result under the content of its arguments (the last 8)."""
+    cache: dict[str, object] = {}
+
+    @functools.wraps(function)
+    def cached(*args):
+        key = content_key(*args)
+        if key not in cache:
+            if len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            cache[key] = function(*args)
+        return cache[key]
+
+    return cached
 
 
 # --- fixtures: hidden matrices, all built in fp64 from private generators ------------
@@ -119,21 +174,109 @@ def ritz_values(value, k: int, call: str) -> torch.Tensor:
     return vector(value, f"the Ritz values returned by {call}", length=k).sort().values
 
 
-def basis(value, dim: int, k: int, call: str) -> torch.Tensor:
-    """Q as a (dim, k) fp64 tensor; a list of k basis vectors is stacked as columns."""
+def _as_columns(value, dim: int):
+    """A list of basis vectors stacked as columns; anything else as it is."""
     if (isinstance(value, (list, tuple)) and value
             and all(isinstance(v, torch.Tensor) and tuple(v.shape) == (dim,) for v in value)):
-        value = torch.stack(list(value), dim=1)
+        return torch.stack(list(value), dim=1)
+    return value
+
+
+def assert_basis_shape(value, dim: int, k: int, call: str) -> None:
+    """The one check of Q's layout: a (dim, k) tensor, one column per step.
+
+    Every other check reads Q with `basis`, which takes what it can from a
+    slipped layout, so a slip costs this check only.
+    """
+    value = _as_columns(value, dim)
     assert isinstance(value, torch.Tensor), \
         f"the basis Q returned by {call} should be a tensor, got {type(value).__name__}"
     shape = tuple(value.shape)
     assert not (shape == (k, dim) and k != dim), \
         f"Q returned by {call} has shape {shape}, the transpose of what the notebook asks: " \
         f"return the basis vectors as the columns of a ({dim}, {k}) tensor"
+    assert shape != (dim, k + 1), \
+        f"Q returned by {call} has shape {shape}: one column more than the {k} steps. " \
+        f"q_0 ... q_(k-1) span the Krylov space of T_k; stop before normalizing a " \
+        f"(k+1)-th vector and return a ({dim}, {k}) tensor"
     assert shape == (dim, k), f"Q returned by {call} should have shape ({dim}, {k}), one " \
                               f"column per step, got {shape}"
-    Q = value.detach().double()
+
+
+def basis(value, dim: int, k: int, call: str) -> torch.Tensor:
+    """Q as a (dim, k) fp64 tensor, read as far as its layout allows.
+
+    Accepted besides (dim, k): a list of basis vectors, the transpose, and
+    extra columns (the first k are the k steps). The layout itself is graded
+    once, by `assert_basis_shape`.
+    """
+    value = _as_columns(value, dim)
+    assert isinstance(value, torch.Tensor), \
+        f"the basis Q returned by {call} should be a tensor, got {type(value).__name__}"
+    shape = tuple(value.shape)
+    if value.dim() == 2 and shape[0] != dim and shape[1] == dim:
+        value = value.T
+    assert value.dim() == 2 and value.shape[0] == dim and value.shape[1] >= k, \
+        f"Q returned by {call} has shape {shape}; the checks need its {k} columns, one per " \
+        f"step, as a ({dim}, {k}) tensor"
+    Q = value[:, :k].detach().double()
     assert torch.isfinite(Q).all(), f"Q returned by {call} contains NaN or infinite entries"
+    return Q
+
+
+def assert_krylov_basis(Q: torch.Tensor, apply, call: str) -> None:
+    """Q is a Lanczos basis: unit columns, and A q_j in span(q_0, ..., q_(j+1)).
+
+    The gate of every check that reads Q for a property (its shape, its
+    orthogonality or the lack of it, the consistency of the Ritz values with
+    it, the matvecs spent on it): zeros, the identity's columns or a random
+    orthonormal basis have these properties without any Lanczos, so those
+    checks count only for a basis that Lanczos built (caught:
+    trivial_zeros, trivial_constants, trivial_noise in tests/corpus). It holds
+    for every variant of the recurrence, right or wrong, reorthogonalized or
+    not, since q_(j+1) is A q_j minus multiples of earlier q's; `apply` maps
+    Q (fp64) to A Q.
+    """
+    norms = Q.norm(dim=0)
+    assert ((norms - 1).abs() <= UNIT_TOL).all(), \
+        f"the columns of Q returned by {call} have norms from {norms.min().item():.3g} to " \
+        f"{norms.max().item():.3g}; every Lanczos vector q_j is normalized to unit length"
+    AQ = apply(Q)
+    scale = AQ.norm(dim=0).max().item()
+    worst, where = 0.0, 0
+    for j in range(Q.shape[1] - 1):
+        span = Q[:, :j + 2]
+        coef = torch.linalg.lstsq(span, AQ[:, j:j + 1]).solution
+        outside = (AQ[:, j:j + 1] - span @ coef).norm().item()
+        if outside > worst:
+            worst, where = outside, j
+    assert worst <= KRYLOV_RTOL * max(scale, 1e-300), \
+        f"Q returned by {call} is not a Lanczos basis: A q_{where} has a part of norm " \
+        f"{worst / max(scale, 1e-300):.2g} (relative to ||A q_j||) outside the span of " \
+        f"q_0, ..., q_{where + 1}, where Lanczos puts it exactly (each q_(j+1) is A q_j " \
+        "minus multiples of the earlier q's, normalized)"
+
+
+def lanczos_basis(value, dim: int, k: int, call: str, apply) -> torch.Tensor:
+    """Q read by `basis` (its first k columns), after the real-work gate.
+
+    At k = dim a transposed basis has the right shape; if its columns fail the
+    gate and its rows pass, the rows are read (the layout is charged once, by
+    the shape check at k < dim).
+    """
+    Q = basis(value, dim, k, call)
+    try:
+        assert_krylov_basis(Q, apply, call)
+    except AssertionError:
+        if k != dim:
+            raise
+        try:
+            assert_krylov_basis(Q.T.contiguous(), apply, call)
+        except AssertionError:
+            pass
+        else:
+            return Q.T.contiguous()
+        raise
     return Q
 
 
@@ -148,10 +291,12 @@ def assert_consistent(ritz, Q, A: torch.Tensor, call: str) -> None:
     scale = torch.linalg.matrix_norm(A, ord=2).item()
     # A beta in the wrong place of T or a lost beta * q_prev term moves them by
     # >= 3e-2 ||A|| on these matrices; correct fp32 work by ~2e-6 ||A||.
-    assert (ritz - projected).abs().max().item() <= CONSISTENCY_RTOL * scale, \
-        f"the Ritz values returned by {call} are not the eigenvalues of Q^T A Q for the Q " \
-        "it returned: check the alphas and betas that go into T (beta_j sits between " \
-        "steps j-1 and j) and the beta_j q_{j-1} term of the recurrence"
+    gap = (ritz - projected).abs().max().item() / scale
+    assert gap <= CONSISTENCY_RTOL, \
+        f"the Ritz values returned by {call} differ by up to {gap:.2g} ||A|| from the " \
+        "eigenvalues of Q^T A Q for the Q it returned: check the alphas and betas that go " \
+        "into T (beta_j sits between steps j-1 and j) and the beta_j q_{j-1} term of the " \
+        "recurrence"
 
 
 def assert_one_matvec_per_step(op, k: int, call: str) -> None:
@@ -159,3 +304,9 @@ def assert_one_matvec_per_step(op, k: int, call: str) -> None:
     assert k <= op.calls <= k + 1, \
         f"{call} called the matvec {op.calls} times; Lanczos uses exactly one matvec per " \
         f"step, so k = {k} steps should cost {k}"
+
+
+def matrix_apply(A: torch.Tensor):
+    """`apply` for assert_krylov_basis: Q -> A Q in fp64."""
+    A64 = A.double()
+    return lambda Q: A64 @ Q

@@ -24,8 +24,9 @@ from autograder.testing import (
     StudentTimeout,
     check,
     number,
+    vector,
 )
-from fixtures.models import hvp_case
+from fixtures.models import _student_modules, hvp_case
 from reference import krylov_hessian as ref
 
 AUTODIFF_HVPS = {"1.1": "hvp_double_backward", "1.2": "hvp_jvp_of_grad"}
@@ -137,6 +138,45 @@ def _agreement(student, name: str, cases, rtol: float) -> None:
             "compute in the dtype of the inputs with exact autodiff (no .float() inside)"
 
 
+def _assert_did_work(name: str, hv: torch.Tensor, again: torch.Tensor,
+                     other_model: torch.Tensor) -> None:
+    """The real-work gate of the checks of an HVP's shape, linearity, side effects and timing.
+
+    An answer computed from the model is not zero, is the same when asked
+    twice, and changes with the model (`other_model`: the same v on another
+    model of the same shape). Zeros, v itself, a constant and fresh random
+    noise (trivial_zeros, trivial_echo, trivial_constants, trivial_noise in
+    tests/corpus) each fail one of these, and have the shape and (zeros and v)
+    the linearity those checks look for. A wrong formula that does use the
+    model (the gradient, H 1 times v) passes: it is graded by the checks of H v.
+    """
+    size = hv.norm().item()
+    assert size > 0, f"{name}(model, X, y, v) returned zeros: this check counts only for " \
+                     "an answer computed from the model"
+    assert (again - hv).norm().item() <= 1e-5 * size, \
+        f"{name}(model, X, y, v) returned different answers for the same arguments (they " \
+        f"differ by {(again - hv).norm().item() / size:.2g} relative): this check counts " \
+        "only for an answer computed from the model"
+    assert (other_model - hv).norm().item() > 1e-3 * size, \
+        f"{name}(model, X, y, v) returned the same answer for two different models: this " \
+        "check counts only for an answer computed from the model"
+
+
+def _probe(student, name: str, seed: int, n_samples: int, dtype: torch.dtype,
+           kind: str) -> torch.Tensor:
+    """H v from `name` on hvp_case(seed, ...) after the real-work gate; the flat answer."""
+    case = hvp_case(seed, n_samples, dtype, kind)
+    other = hvp_case(seed + 1, n_samples, dtype, kind)
+    dim = count_params(case.model)
+
+    def hvp(c) -> torch.Tensor:
+        return _as_hvp(student.call(name, c.model, c.X, c.y, case.v), name, dim)
+
+    hv = hvp(case)
+    _assert_did_work(name, hv, hvp(case), hvp(other))
+    return hv
+
+
 @autodiff_checks(weight=2)
 def test_autodiff_hvp_fp32(student, name):
     """agrees with H v on hidden models in fp32"""
@@ -213,6 +253,9 @@ def test_autodiff_hvp_is_linear(student, name):
     def hvp(direction: torch.Tensor) -> torch.Tensor:
         return _as_hvp(student.call(name, case.model, case.X, case.y, direction), name, dim)
 
+    # Catches: hvp_bug_normalizes_v; the gate, trivial_zeros and trivial_echo
+    # (zeros and v itself are linear in v).
+    _probe(student, name, 19, 12, torch.float32, "toy")
     hv, hu = hvp(case.v), hvp(u)
     # fp32 rounding of each HVP is ~1e-7 relative; a rescaled or normalized v is off by O(1).
     assert _relative_error(hvp(-2.5 * case.v), -2.5 * hv) <= FP32_RTOL, \
@@ -226,8 +269,11 @@ def test_autodiff_hvp_is_linear(student, name):
 @autodiff_checks(weight=1)
 def test_autodiff_hvp_shape(student, name):
     """returns one flat tensor of shape (P,)"""
+    # Catches: hvp_bug_jvp_per_parameter_list; the gate, trivial_zeros,
+    # trivial_constants, trivial_echo and trivial_noise (all of shape (P,)).
     case = hvp_case(29, 9, torch.float32, "tiny")
     dim = count_params(case.model)
+    _probe(student, name, 29, 9, torch.float32, "tiny")
     value = student.call(name, case.model, case.X, case.y, case.v)
     assert not isinstance(value, (list, tuple)), \
         f"{name} returned a {type(value).__name__} of {len(value)} items; concatenate the " \
@@ -316,31 +362,73 @@ def test_fd_fp32(student):
         f"{_hint(value, case, expected, FD_ADVICE)}"
 
 
+# One central difference that perturbs in place and puts the parameters back
+# leaves fp32 rounding of ~1e-7 per call in them: 2.8e-6 in norm after the
+# notebook's 22 calls (measured on hvp_correct_params_list's style). One step
+# left behind moves them by eps |v| ~ 1.7e-2.
+DRIFT_TOL = 1e-4
+
+
+@check(exercise="1.3", weight=1)
+def test_fd_leaves_the_model_unchanged(student):
+    """hvp_finite_difference leaves the model's parameters as it found them"""
+    # Catches: verdicts_fd_never_restores (nudges the parameters in place to
+    # theta + eps v and theta - eps v and returns, leaving them at theta - eps v).
+    # Each call gets a fresh copy of the model, so the side effect shows only in
+    # the notebook, whose cells of 1.3 and 1.4 call it 22 times on `model`: its
+    # parameters are compared with toy_mlp(seed=1), as the setup cell built it.
+    # The gate, trivial_zeros: a function that computes nothing changes nothing.
+    _probe(student, FD_NAME, 37, 12, torch.float64, "toy")
+    model = student.get("model")
+    assert isinstance(model, nn.Module) and count_params(model) == 254, \
+        "model should still be Section 1's toy MLP (254 parameters) when the notebook ends"
+    tiny_models, _ = _student_modules()
+    built = ref.flat_params(tiny_models.toy_mlp(seed=1)).double()
+    drift = ref.flat_params(model).double() - built
+    if drift.norm().item() <= DRIFT_TOL:
+        return
+    # A drift along the directions the notebook passes (v in 1.4, v_test in 1.3)
+    # is what perturbing theta +- eps v in place without undoing it leaves.
+    directions = torch.stack([vector(student.get(n), n, length=254) for n in ("v", "v_test")],
+                             dim=1)
+    coef = torch.linalg.lstsq(directions, drift[:, None]).solution
+    outside = (drift[:, None] - directions @ coef).norm().item()
+    assert outside > 1e-2 * drift.norm().item(), \
+        f"when the notebook ends, model's parameters are {drift.norm().item():.3g} away " \
+        "(2-norm) from toy_mlp(seed=1), along the directions v and v_test that the cells of " \
+        "1.3 and 1.4 pass to the HVPs: hvp_finite_difference must leave the parameters as " \
+        "it found them (evaluate the gradient at theta +- eps v with functional_call, or " \
+        "put the parameters back after perturbing them)"
+
+
 # --- Exercise 1.4: timings -----------------------------------------------------
 
 
-def _plausible_timing(student, variable: str) -> None:
+def _plausible_timing(student, variable: str, name: str) -> None:
+    # The gate, trivial_zeros and trivial_constants: the time of a function that
+    # computes nothing is no time of an HVP.
+    _probe(student, name, 41, 8, torch.float32, "toy")
     seconds = number(student.get(variable), variable)
     # One HVP of the 254-parameter model is ~1 ms; the window spans any
     # machine, and no ordering is required since timings are noisy.
     assert 1e-6 <= seconds <= 5.0, \
-        f"{variable} should be the mean time of one call in seconds (time_hvp's result); " \
-        "it is outside 1 microsecond .. 5 seconds"
+        f"{variable} is {seconds:.3g}, outside 1 microsecond .. 5 seconds: it should be the " \
+        "mean time of one call in seconds (time_hvp's result)"
 
 
 @check(exercise="1.4", weight=1)
 def test_t_dbl(student):
     """t_dbl is a plausible time per double-backward HVP, in seconds"""
-    _plausible_timing(student, "t_dbl")
+    _plausible_timing(student, "t_dbl", "hvp_double_backward")
 
 
 @check(exercise="1.4", weight=1)
 def test_t_jvp(student):
     """t_jvp is a plausible time per jvp-of-grad HVP, in seconds"""
-    _plausible_timing(student, "t_jvp")
+    _plausible_timing(student, "t_jvp", "hvp_jvp_of_grad")
 
 
 @check(exercise="1.4", weight=1)
 def test_t_fd(student):
     """t_fd is a plausible time per finite-difference HVP, in seconds"""
-    _plausible_timing(student, "t_fd")
+    _plausible_timing(student, "t_fd", FD_NAME)

@@ -15,11 +15,13 @@ converges, and eigenvalues computed from it carry errors of ~1e-6 ||A||.
 
 import torch
 from krylov_checks import (
+    assert_basis_shape,
     assert_consistent,
     assert_one_matvec_per_step,
-    basis,
     call_lanczos,
     hidden_matrix,
+    lanczos_basis,
+    matrix_apply,
     orth_error,
     ritz_values,
     unpack,
@@ -42,50 +44,67 @@ def _no_reorth(student, A, k, *, dtype, seed, budget=None):
     return ritz, Q, op, call
 
 
+def _lanczos_basis(Q, A, k, call):
+    """The first k columns of Q, which must be a Lanczos basis (the real-work gate)."""
+    return lanczos_basis(Q, A.shape[0], k, call, matrix_apply(A))
+
+
 # --- 4.1 lanczos_no_reorth --------------------------------------------------------------
 
 
 @check(exercise="4.1", weight=2)
 def test_lanczos_returns_k_ritz_values_and_a_dim_by_k_basis(student):
     """lanczos_no_reorth returns k Ritz values and a (dim, k) basis"""
+    # Catches: bug_lanczos_k_plus_one_columns (the one check its extra column
+    # costs; the others read the first k columns).
     A, _ = hidden_matrix("spread")
     ritz, Q, _, call = _no_reorth(student, A, 10, dtype=torch.float64, seed=3)
     ritz_values(ritz, 10, call)
-    basis(Q, A.shape[0], 10, call)
+    _lanczos_basis(Q, A, 10, call)
+    assert_basis_shape(Q, A.shape[0], 10, call)
 
 
 @check(exercise="4.1", weight=2)
 def test_lanczos_basis_is_orthonormal_for_small_k(student):
     """Q has orthonormal columns while no Ritz value has converged"""
+    # Catches: bug_lanczos_forgets_beta_q_prev.
     A, _ = hidden_matrix("spread90")
     _, Q, _, call = _no_reorth(student, A, 14, dtype=torch.float64, seed=5)
-    Q = basis(Q, A.shape[0], 14, call)
+    Q = _lanczos_basis(Q, A, 14, call)
     # fp32 work gives ~3e-7 here; a missing beta * q_prev term gives ~1.
-    assert orth_error(Q) <= ORTH_TOL_SMALL_K, \
-        f"the columns of Q returned by {call} are not orthonormal: normalize each new " \
-        "vector by beta and subtract both alpha_j q_j and beta_j q_{j-1}"
+    error = orth_error(Q)
+    assert error <= ORTH_TOL_SMALL_K, \
+        f"the columns of Q returned by {call} are not orthonormal (max |(Q^T Q - I)_ij| = " \
+        f"{error:.2g}) before any Ritz value has converged: subtract both alpha_j q_j and " \
+        "beta_j q_{j-1} from A q_j"
 
 
 @check(exercise="4.1", weight=3)
 def test_ritz_values_are_the_eigenvalues_of_the_projected_matrix(student):
     """the Ritz values are the eigenvalues of Q^T A Q"""
+    # Catches: bug_lanczos_off_by_one_beta.
     A, _ = hidden_matrix("spread")
     ritz, Q, _, call = _no_reorth(student, A, 12, dtype=torch.float64, seed=7)
     ritz = ritz_values(ritz, 12, call)
-    Q = basis(Q, A.shape[0], 12, call)
+    Q = _lanczos_basis(Q, A, 12, call)
     assert_consistent(ritz, Q, A, call)
 
 
 @check(exercise="4.1", weight=2)
 def test_lanczos_with_k_equal_to_dim_finds_the_whole_spectrum(student):
     """with k = dim the Ritz values are the whole spectrum"""
+    # Catches: bug_lanczos_off_by_one_beta; the gate, trivial_echo (Rayleigh-Ritz
+    # on the identity's columns gets every eigenvalue at k = dim).
     A, eigs = hidden_matrix("small")
-    ritz, _, _, call = _no_reorth(student, A, 8, dtype=torch.float64, seed=11)
+    ritz, Q, _, call = _no_reorth(student, A, 8, dtype=torch.float64, seed=11)
+    _lanczos_basis(Q, A, 8, call)
     ritz = ritz_values(ritz, 8, call)
     # Worst correct fp32 error over 60 starts: 2e-6 on eigenvalues up to 4.
-    assert (ritz - eigs).abs().max().item() <= 1e-4 * eigs.abs().max().item(), \
-        f"{call} on an 8 x 8 matrix should return all 8 eigenvalues, but they do not match: " \
-        "check how T is assembled from the alphas and betas"
+    error = (ritz - eigs).abs().max().item() / eigs.abs().max().item()
+    assert error <= 1e-4, \
+        f"{call} on an 8 x 8 matrix should return all 8 eigenvalues, but its Ritz values are " \
+        f"up to {error:.2g} ||A|| away from them: check how T is assembled from the alphas " \
+        "and betas"
 
 
 @check(exercise="4.1", weight=2)
@@ -97,17 +116,21 @@ def test_extreme_ritz_values_converge_after_30_steps(student):
     # Converged Ritz values are accurate to fp32 roundoff even after orthogonality
     # is lost (Paige): worst 6e-6 over 40 starts; tolerance 1e-4 of |lambda|.
     for got, want, which in ((ritz[-1], eigs[-1], "largest"), (ritz[0], eigs[0], "smallest")):
-        assert abs(got - want).item() <= 1e-4 * abs(want).item(), \
+        error = abs(got - want).item() / abs(want).item()
+        assert error <= 1e-4, \
             f"after {call} on a 200 x 200 matrix with well-separated extreme eigenvalues, " \
-            f"the {which} Ritz value has not converged to the {which} eigenvalue"
+            f"the {which} Ritz value is {error:.2g} relative away from the {which} " \
+            "eigenvalue, which 30 steps resolve to fp32 accuracy"
 
 
 @check(exercise="4.1", weight=1)
 def test_lanczos_uses_one_matvec_per_step(student):
     """lanczos_no_reorth spends one matvec per step"""
+    # Catches: bug_lanczos_two_matvecs_per_step.
     A, _ = hidden_matrix("spread90")
     k = 15
-    _, _, op, call = _no_reorth(student, A, k, dtype=torch.float64, seed=17, budget=k + 1)
+    _, Q, op, call = _no_reorth(student, A, k, dtype=torch.float64, seed=17, budget=k + 1)
+    _lanczos_basis(Q, A, k, call)
     assert_one_matvec_per_step(op, k, call)
 
 
@@ -125,7 +148,8 @@ def _convergence_errors(student) -> dict[int, tuple[float, float, float]]:
     descending = eigs.flip(0)
     errors = {}
     for k in (5, 10, 20):
-        ritz, _, _, call = _no_reorth(student, A, k, dtype=torch.float64, seed=19)
+        ritz, Q, _, call = _no_reorth(student, A, k, dtype=torch.float64, seed=19)
+        _lanczos_basis(Q, A, k, call)  # eigenvalues from anywhere else prove nothing here
         ritz = ritz_values(ritz, k, call).flip(0)
         middle = k // 2
         errors[k] = ((descending[0] - ritz[0]).abs().item(),
@@ -146,11 +170,13 @@ def test_extreme_ritz_values_improve_with_k(student):
         e5, e10, e20 = (errors[k][index] for k in (5, 10, 20))
         assert e10 <= e5 + slack and e20 <= e10 + slack, \
             f"the error of the {which} Ritz value of lanczos_no_reorth grew with k " \
-            "(k = 5, 10, 20, same seed): the extremes should only improve"
+            f"({e5:.2g}, {e10:.2g}, {e20:.2g} at k = 5, 10, 20, same seed): the extremes " \
+            "should only improve"
         # Correct code: ~1e-6 at k = 20 for every start; 1e-3 relative is generous.
         assert e20 <= 1e-3 * scale, \
-            f"the {which} Ritz value of lanczos_no_reorth has not converged after 20 steps " \
-            "on a 150 x 150 matrix whose extreme eigenvalues are well separated"
+            f"the {which} Ritz value of lanczos_no_reorth is still {e20:.2g} away from the " \
+            f"{which} eigenvalue after 20 steps on a 150 x 150 matrix whose extreme " \
+            "eigenvalues are well separated"
 
 
 @check(exercise="4.2", weight=1)
@@ -162,5 +188,6 @@ def test_extremes_converge_before_the_interior(student):
         # Over 100 starts the extremes' error was at most a third of the middle
         # one's at k = 10, and ~1e-6 against ~2.7 at k = 20.
         assert max(top, bottom) < middle, \
-            f"with k = {k} the extreme Ritz values of lanczos_no_reorth are no more accurate " \
-            "than the middle one; Lanczos should resolve the extremes first"
+            f"with k = {k} the extreme Ritz values of lanczos_no_reorth are off by " \
+            f"{max(top, bottom):.2g}, no more accurate than the middle one ({middle:.2g}); " \
+            "Lanczos should resolve the extremes first"
