@@ -2,7 +2,10 @@
 
 Exit codes: 0 when the command did its job (a submission that cannot be
 graded still gets a results file with score 0 and exit 0), 2 for misuse
-(bad arguments or assignment folder), 1 for an internal error.
+(bad arguments or assignment folder), 1 for an internal error. `check`,
+the student's self-check, exits 0 only when every visible check passed, 1
+otherwise. Only the student's commands import nothing Linux-specific up
+front: `check` runs on macOS and Windows too.
 """
 
 import argparse
@@ -12,7 +15,6 @@ import sys
 from pathlib import Path
 
 from .assignment import Assignment, AssignmentError
-from .grader import grade
 from .outcome import GradeReport, Status
 from .terminal import printable
 
@@ -49,31 +51,27 @@ def print_table(report: GradeReport) -> None:
 
 
 def _grade(args: argparse.Namespace) -> int:
+    from .grader import grade
+
     report = grade(args.submission, _assignment(args.assignment), args.out)
     print_table(report)
     print(f"results written to {args.out}")
     return 0
 
 
-def _find_assignment(notebook: Path) -> Assignment:
-    """The assignment.toml in the notebook's folder or above it (the release root)."""
-    for folder in notebook.resolve().parents:
-        if (folder / "assignment.toml").is_file():
-            return Assignment.load(folder)
-    raise AssignmentError(f"no assignment.toml above {notebook}; run this inside the "
-                          "assignment's folder or name it with --assignment")
-
-
 def _check(args: argparse.Namespace) -> int:
+    from .selfcheck import Progress, check_file, find_release
+
+    notebook = Path(args.notebook)
+    if not notebook.is_file():
+        raise AssignmentError(f"{args.notebook}: no such notebook file")
     assignment = (Assignment.load(args.assignment) if args.assignment
-                  else _find_assignment(Path(args.notebook)))
-    if assignment.visible is None:
-        raise AssignmentError(f"assignment {assignment.name} ships no visible checks")
-    print(f"Checking {args.notebook} with the visible checks of {assignment.title} ...")
-    print_table(grade(args.notebook, assignment, suite=assignment.visible))
-    print("These are the visible checks only. The grader runs more checks on inputs you do "
-          "not see,\nso passing here is necessary, not sufficient.")
-    return 0
+                  else find_release(notebook.parent))
+    print(f"Checking {printable(args.notebook)} with the visible checks of "
+          f"{printable(assignment.title)} ...", flush=True)
+    result = check_file(notebook, assignment, Progress())
+    print(result.text)
+    return 0 if result.passed else 1
 
 
 # Addresses that may hold credentials: from the environment, never from argv, which any

@@ -24,6 +24,7 @@ class Exercise:
     points: float
     visibility: str = "visible"
     cost_factor: float | None = None  # overrides Budgets.cost_factor for this exercise
+    heading: str = ""  # the master's last Markdown heading above the grade cell
 
 
 @dataclass(frozen=True)
@@ -155,11 +156,17 @@ class Assignment:
 
 def _exercises(entries: list[dict], master: Path, config_path: Path) -> tuple[Exercise, ...]:
     """Exercises in config order, with points read from the master's grade cells."""
-    points = {}
+    points, headings, heading = {}, {}, ""
     for cell in json.loads(master.read_text(encoding="utf-8")).get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            source = "".join(cell.get("source", ""))
+            titles = [line.lstrip("#").strip() for line in source.splitlines()
+                      if line.startswith("#")]
+            heading = titles[-1] if titles else heading
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if meta.get("grade"):
             points[meta["grade_id"]] = float(meta["points"])
+            headings[meta["grade_id"]] = heading
     exercises = []
     for entry in entries:
         grade_id = entry["grade_id"]
@@ -173,7 +180,8 @@ def _exercises(entries: list[dict], master: Path, config_path: Path) -> tuple[Ex
         factor = entry.get("cost_factor")
         exercises.append(Exercise(str(entry["id"]), grade_id, entry.get("name", entry["id"]),
                                   points[grade_id], visibility,
-                                  float(factor) if factor is not None else None))
+                                  float(factor) if factor is not None else None,
+                                  headings[grade_id]))
     ids = [e.id for e in exercises]
     if len(ids) != len(set(ids)):
         raise AssignmentError(f"{config_path}: exercise ids are not unique")

@@ -13,8 +13,10 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from . import ENGINE
 from .assignment import Assignment, AssignmentError, Costs
@@ -154,9 +156,11 @@ class RunnerSupply:
 
 def grade(submission_path: str | Path, assignment: Assignment,
           out_dir: str | Path | None = None, suite: Path | None = None,
-          runners: RunnerSupply | None = None, deadline_s: float | None = None) -> GradeReport:
+          runners: RunnerSupply | None = None, deadline_s: float | None = None,
+          on_cell: Callable[[int, int], None] | None = None) -> GradeReport:
     """Grade one notebook file with `suite` (default: the hidden one); write the
-    outputs into out_dir if given. `runners` may hold a runner started early.
+    outputs into out_dir if given. `runners` may hold a runner started early;
+    `on_cell(n, N)` hears each code cell start.
 
     Everything, execution and checks, ends within `deadline_s` (default: the
     assignment's grade_timeout_s). With `out_dir`, results.json is written
@@ -170,7 +174,7 @@ def grade(submission_path: str | Path, assignment: Assignment,
     deadline = started + (deadline_s or assignment.budgets.grade_timeout_s)
     out = Path(out_dir) if out_dir is not None else None
     path = Path(submission_path)
-    report = _blank_report(path.name, assignment)
+    report = blank_report(path.name, assignment)
     try:
         submission = load(path, int(assignment.budgets.max_notebook_mb * 2**20),
                           int(assignment.budgets.max_source_kb * 2**10))
@@ -184,7 +188,7 @@ def grade(submission_path: str | Path, assignment: Assignment,
         if out is not None:
             write_results(report, out)
         _grade_submission(submission, assignment, suite, report,
-                          runners or RunnerSupply(assignment), deadline, out)
+                          runners or RunnerSupply(assignment), deadline, out, on_cell)
         report.complete = True
     report.execution_time = round(time.monotonic() - started, 3)
     if out is not None:
@@ -218,24 +222,35 @@ def reject(name: str, reason: str, assignment: Assignment,
            out_dir: str | Path | None = None) -> GradeReport:
     """The report, score 0, for a submission that has nothing gradable (no
     notebook, several candidates): the student still gets results and why."""
-    report = _blank_report(name, assignment)
+    report = blank_report(name, assignment)
     report.status, report.reason = Status.REJECTED, reason
     if out_dir is not None:
         write_outputs(report, Path(out_dir))
     return report
 
 
-def _blank_report(name: str, assignment: Assignment) -> GradeReport:
+def heading_link(notebook: str, heading: str) -> str:
+    """A link to a heading of a notebook, as Jupyter names its anchors (spaces become
+    dashes), percent-encoded; empty without a heading."""
+    if not heading:
+        return ""
+    return f"{quote(notebook)}#{quote(heading.replace(' ', '-'), safe='-._~:()')}"
+
+
+def blank_report(name: str, assignment: Assignment) -> GradeReport:
     report = GradeReport(submission=name, assignment=assignment.name, status=Status.GRADED,
                          grader_version=grader_version(assignment))
-    report.exercises = [ExerciseResult(e.id, e.name, e.points, e.visibility)
+    report.exercises = [ExerciseResult(e.id, e.name, e.points, e.visibility,
+                                       heading=e.heading,
+                                       anchor=heading_link(assignment.master.name, e.heading))
                         for e in assignment.exercises]
     return report
 
 
 def _grade_submission(submission: Submission, assignment: Assignment, suite: Path,
                       report: GradeReport, runners: RunnerSupply, deadline: float,
-                      out: Path | None) -> "GradingPlugin":
+                      out: Path | None,
+                      on_cell: Callable[[int, int], None] | None = None) -> "GradingPlugin":
     workspace, runner = runners.take()
     policy = policy_for(assignment)
     # Imported only now: torch and pytest load here while the runner loads its own.
@@ -243,12 +258,13 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
     from .sandbox.session import NotebookSession
 
     session = NotebookSession(submission, workspace, policy, runner, deadline)
+    session.on_cell = on_cell
     warming = threading.Thread(target=warm_up, args=(suite, report), daemon=True)
     if usable_cpus() >= 2:  # with one CPU it would only compete with the notebook, and cost memory
         warming.start()
 
     def progress(outcomes: list[CheckOutcome]) -> None:
-        _file_checks(report, outcomes, [])
+        file_checks(report, outcomes, [])
         if out is not None:
             write_results(report, out)
 
@@ -257,6 +273,7 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
         if warming.is_alive():
             warming.join()
         report.sandbox_layers = list(session.layers)
+        report.sandbox_missing = list(session.missing_layers)
         report.cells = [session.cells[i] for i in sorted(session.cells)]
         report.figures = list(session.figures)
         report.warnings.extend(session.warnings)
@@ -264,7 +281,7 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
     finally:
         session.close()
         workspace.remove()
-    _file_checks(report, plugin.outcomes, plugin.problems)
+    file_checks(report, plugin.outcomes, plugin.problems)
     report.call_costs = {name: (seconds, sorted(exercises))
                          for name, (seconds, exercises) in plugin.call_costs.items()}
     for exercise in report.exercises:
@@ -277,7 +294,7 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
     return plugin
 
 
-def _file_checks(report: GradeReport, outcomes: list[CheckOutcome],
+def file_checks(report: GradeReport, outcomes: list[CheckOutcome],
                  problems: list[str]) -> None:
     """Put each check under its exercise; one naming no exercise is a problem for staff."""
     by_id = {e.id: e for e in report.exercises}
