@@ -2,7 +2,10 @@
 
 Exit codes: 0 when the command did its job (a submission that cannot be
 graded still gets a results file with score 0 and exit 0), 2 for misuse
-(bad arguments or assignment folder), 1 for an internal error. `check`,
+(bad arguments or assignment folder), 1 for an internal error. `cohort` exits
+3 when some submissions are in error (the grader failed on them: retried
+once on the next run), 0 when every input was graded or recorded with a
+reason. `check`,
 the student's self-check, exits 0 only when every visible check passed, 1
 otherwise. Only the student's commands import nothing Linux-specific up
 front: `check` runs on macOS and Windows too.
@@ -15,10 +18,11 @@ import sys
 from pathlib import Path
 
 from .assignment import Assignment, AssignmentError
-from .outcome import GradeReport, Status
+from .outcome import RETRY_ERRORS, GradeReport, Status
 from .terminal import printable
 
 DEFAULT_ASSIGNMENTS = Path(__file__).resolve().parent.parent / "assignments"
+DISTRIBUTION = "krylov-autograder"  # the name pip knows the engine by
 
 
 def _assignment(path: str | None) -> Assignment:
@@ -109,7 +113,8 @@ def _cohort(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         entries = grade_cohort(Path(args.submissions), assignment, out, workers=args.workers,
-                               db_url=args.db, regrade=tuple(args.regrade), dask=args.dask)
+                               db_url=args.db, regrade=tuple(args.regrade), dask=args.dask,
+                               retry_errors=args.retry_errors)
     except CohortInputError as exc:  # may quote a zip's member names: print them inert
         raise AssignmentError(printable(str(exc))) from exc
     where = printable(str(out))
@@ -120,11 +125,17 @@ def _cohort(args: argparse.Namespace) -> int:
                                    out / "gradebook_student_ids.csv")
         print(f"{written} submissions exported to the nbgrader gradebook "
               f"{printable(args.gradebook)} (their ids: {where}/gradebook_student_ids.csv)")
-    graded = [e for e in entries if e.status == Status.GRADED]
-    print(f"{len(entries)} inputs: {len(graded)} graded, "
-          f"{len(entries) - len(graded)} not gradable (see grades.csv)")
-    print(f"grades: {where}/grades.csv   report: {where}/report.html   "
-          f"feedback: {where}/feedback/<student>/")
+    counts = {status: sum(e.status == status for e in entries) for status in Status}
+    flagged = sum(bool(e.flags) for e in entries if e.status == Status.GRADED)
+    print(f"{len(entries)} inputs: {counts[Status.GRADED]} graded ({flagged} flagged for a "
+          f"look), {counts[Status.REJECTED]} rejected, {counts[Status.DUPLICATE]} "
+          f"duplicates, {counts[Status.ERROR]} in error")
+    print(f"report: {(out / 'report.html').resolve().as_uri()}")
+    print(f"grades: {where}/grades.csv   feedback: {where}/feedback/<student>/")
+    if counts[Status.ERROR]:
+        print(f"{counts[Status.ERROR]} submissions hit a grader error: see their reason in "
+              "grades.csv; a rerun retries each once (--retry-errors all for more)")
+        return 3
     return 0
 
 
@@ -198,9 +209,40 @@ def _gradescope_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version(assignment_path: str | None) -> int:
+    """The engine's version, and the digest that ties stored results to this grader."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .grader import grader_version
+
+    try:
+        engine = version(DISTRIBUTION)
+    except PackageNotFoundError:
+        engine = "unknown (not installed)"
+    print(f"autograder {engine}")
+    try:
+        assignment = _assignment(assignment_path)
+    except AssignmentError as exc:
+        print(f"(no grader version: {exc})")
+        return 0
+    print(f"{assignment.name}: grader version {grader_version(assignment)}")
+    return 0
+
+
+def _config_keys(args: argparse.Namespace) -> int:
+    from .schema import reference
+
+    print(reference(), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autograder", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="store_true",
+                        help="print the engine's version and the grader version of the "
+                        "assignment (--assignment, default: the only one)")
+    parser.add_argument("--assignment", dest="version_assignment", help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command")
     graded = commands.add_parser("grade", help="grade one submitted notebook")
     graded.add_argument("submission", help="the submitted .ipynb file")
     graded.add_argument("--out", required=True, help="folder for results.json and feedback")
@@ -224,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     cohort.add_argument("--gradebook", metavar="URL",
                         help="also export the scores into this nbgrader gradebook "
                         "(default: AUTOGRADER_GRADEBOOK_URL)")
+    cohort.add_argument("--retry-errors", choices=RETRY_ERRORS, default="once",
+                        help="grade rows in error again on a rerun: once (default: after "
+                        "one failed run, not after two), all, or none")
     cohort.set_defaults(run=_cohort)
     check = commands.add_parser("check", help="self-check a notebook with the visible checks")
     check.add_argument("notebook", help="your .ipynb file")
@@ -239,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "checked function (costs.json), which the budgets scale")
     costs.add_argument("--assignment", help="assignment folder (default: the only one)")
     costs.set_defaults(run=_costs)
+    keys = commands.add_parser("config-keys", help="print the reference of every "
+                               "assignment.toml key (Markdown)")
+    keys.set_defaults(run=_config_keys)
     release = commands.add_parser("release", help="generate the student release of an assignment")
     release.add_argument("assignment", help="assignment folder (holds assignment.toml)")
     release.add_argument("--out", default="build/release", help="output folder")
@@ -258,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
                      "seconds (default: the assignment's grade_timeout_s)")
     run.set_defaults(run=_gradescope_run)
     args = parser.parse_args(argv)
+    if args.version:
+        return _version(args.version_assignment)
+    if args.command is None:
+        parser.error("name a command")
     # A TERM (Gradescope's or timeout's) unwinds like an exception, so the runner is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:

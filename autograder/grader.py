@@ -31,9 +31,11 @@ if TYPE_CHECKING:
 
 def grader_version(assignment: Assignment) -> str:
     """A digest of every file that can change a verdict: engine, hidden suite and
-    what it depends on (the reference code), the master."""
+    what it depends on (this assignment's reference and fixture modules, and no
+    other's), the master and the package students import."""
     digest = hashlib.sha256()
-    roots = [ENGINE, assignment.master, *assignment.depends]
+    roots = [ENGINE, assignment.master, *assignment.depends,
+             *(assignment.root / item for item in assignment.release_include)]
     if assignment.costs_path.is_file():  # the budgets scale from it
         roots.append(assignment.costs_path)
     if assignment.hidden is not None:

@@ -6,6 +6,9 @@ from enum import StrEnum
 from .sandbox.records import CellRun, Figure
 
 VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
+# What a cohort rerun grades again of the rows in error: those that failed in one run
+# (not two), all of them, or none.
+RETRY_ERRORS = ("once", "all", "none")
 
 
 class Status(StrEnum):

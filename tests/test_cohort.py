@@ -351,3 +351,69 @@ def test_what_a_dead_worker_left_is_reaped_by_the_parent(assignment, tmp_path):
         cgroups = [p for p in Path("/sys/fs/cgroup").glob("*/autograder-*-*")
                    if int(p.name.split("-")[1]) in uids]
         assert not cgroups
+
+
+# --- the TA's day: errors retried once, a summary and exit code, links, the version ---
+
+
+def _cohort_cli(cohort: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autograder", "cohort", str(cohort), "--out",
+                           str(out), "--assignment", str(ENGINE), "--workers", "1", *extra],
+                          capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_row_in_error_is_retried_once_then_left_with_exit_3(tmp_path):
+    """The grader fails on bo (its feedback folder cannot be made: a file stands
+    there). The first run reports it and exits 3; a rerun retries it once; the
+    third leaves it; --retry-errors all tries again, and once the cause is gone
+    it is graded and the run exits 0."""
+    cohort, out = tmp_path / "cohort", tmp_path / "out"
+    cohort.mkdir()
+    for name in ("al", "bo"):
+        write(demo(), cohort / f"{name}.ipynb")
+    (out / "feedback").mkdir(parents=True)
+    (out / "feedback" / "bo").write_text("in the way")
+
+    def attempt(*extra: str) -> tuple[int, str]:
+        run = _cohort_cli(cohort, out, *extra)
+        return run.returncode, run.stdout + run.stderr
+
+    code, said = attempt()
+    assert code == 3, said
+    assert "1 graded" in said and "1 in error" in said
+    assert "report: file://" in said and rows(out)["bo"]["status"] == "error"
+    code, said = attempt()  # retried once
+    assert code == 3 and "graded 1/1" in said, said
+    code, said = attempt()  # not again
+    assert code == 3 and "graded 1/1" not in said, said
+    (out / "feedback" / "bo").unlink()
+    code, said = attempt("--retry-errors", "all")
+    assert code == 0, said
+    assert rows(out)["bo"]["status"] == "graded"
+
+
+def test_the_report_links_each_graded_student_to_their_feedback(assignment, tmp_path):
+    cohort, out = tmp_path / "cohort", tmp_path / "out"
+    cohort.mkdir()
+    write(demo(), cohort / "al.ipynb")
+    write(wrong_square(), cohort / "x&y.ipynb")
+    (cohort / "notes.txt").write_text("not a notebook")
+    grade_cohort(cohort, assignment, out, workers=1, progress_stream=io.StringIO())
+    page = (out / "report.html").read_text()
+    assert '<a href="feedback/al/feedback.html">al</a>' in page
+    linked = f"feedback/{feedback_folder('x&y')}/feedback.html"
+    assert f'href="{linked}">x&amp;y</a>' in page
+    assert (out / linked).is_file()
+    assert 'href="feedback/notes' not in page  # rejected: no feedback page to link
+
+
+def test_version_names_the_engine_and_the_grader_version(assignment):
+    from autograder.grader import grader_version
+
+    run = subprocess.run([sys.executable, "-m", "autograder", "--version", "--assignment",
+                          str(ENGINE)], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("autograder ")
+    assert f"engine_demo: grader version {grader_version(assignment)}" in run.stdout

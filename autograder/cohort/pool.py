@@ -279,12 +279,23 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _needs_grading(stored, digest: str, version: str, retry_errors: str) -> bool:
+    """A new or changed file, or a new grader, always; a row in error as
+    `retry_errors` says: "once" (after one failed run, not after two), "all", "none"."""
+    if stored is None or (stored.digest, stored.grader_version) != (digest, version):
+        return True
+    if stored.status != Status.ERROR:
+        return False
+    return retry_errors == "all" or (retry_errors == "once" and stored.attempts < 2)
+
+
 def grade_cohort(path: Path, assignment: Assignment, out_dir: Path,
                  workers: int | None = None, db_url: str | None = None,
                  regrade: tuple[str, ...] = (), dask: str | None = None,
-                 progress_stream=sys.stderr) -> list[CohortEntry]:
+                 progress_stream=sys.stderr, retry_errors: str = "once") -> list[CohortEntry]:
     """Grade what is missing (here, or on the Dask scheduler at `dask`), then
-    write every output from the store."""
+    write every output from the store. Rows in error are graded again as
+    `retry_errors` says (see `_needs_grading`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     store = ResultStore(db_url or f"sqlite:///{out_dir / 'results.db'}")
@@ -307,13 +318,17 @@ def grade_cohort(path: Path, assignment: Assignment, out_dir: Path,
                 store.save(_not_gradable(item, assignment), "", version)
                 continue
             digest = _digest(item.notebook)
-            if graded_from.get(item.student) != (digest, version):
+            if _needs_grading(graded_from.get(item.student), digest, version, retry_errors):
                 tasks.append(Task(item.student, item.source, str(item.notebook), digest,
                                   str(out_dir / "feedback" / feedback_folder(item.student))))
         progress = Progress(len(tasks), progress_stream)
 
         def record(entry: CohortEntry, code: str) -> None:
-            store.save(entry, code, version)
+            before = graded_from.get(entry.student)
+            again = (before is not None and before.status == Status.ERROR
+                     and entry.status == Status.ERROR
+                     and (before.digest, before.grader_version) == (entry.digest, version))
+            store.save(entry, code, version, before.attempts + 1 if again else 1)
             progress.update(entry)
 
         if tasks and dask:
