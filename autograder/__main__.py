@@ -168,17 +168,12 @@ def _checks(args: argparse.Namespace) -> int:
 
 
 def _costs(args: argparse.Namespace) -> int:
-    import json
-    import platform
-
-    from .grader import measure_costs
+    from .grader import measure_costs, write_costs
 
     assignment = _assignment(args.assignment)
     print(f"Grading the master of {assignment.name} to measure its costs ...")
     costs = measure_costs(assignment)
-    costs = {"measured_with": f"Python {platform.python_version()} on {platform.machine()}, "
-                              f"{os.cpu_count()} CPUs", **costs}
-    assignment.costs_path.write_text(json.dumps(costs, indent=2) + "\n", encoding="utf-8")
+    write_costs(assignment, costs)
     print(f"{len(costs['cells'])} cells and {len(costs['calls'])} functions measured; "
           f"written to {assignment.costs_path}")
     return 0
@@ -227,6 +222,25 @@ def _version(assignment_path: str | None) -> int:
         return 0
     print(f"{assignment.name}: grader version {grader_version(assignment)}")
     return 0
+
+
+def _new(args: argparse.Namespace) -> int:
+    from .scaffold import scaffold
+
+    folder = scaffold(args.name, Path(args.project), args.title)
+    print(f"wrote {folder} and {Path(args.project) / 'reference' / (args.name + '.py')}; "
+          f"next: autograder validate {folder}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .validate import render, validate
+
+    assignment = Assignment.load(args.assignment)
+    findings = validate(assignment, args.timeout,
+                        progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(render(findings))
+    return 1 if any(f.passed is False for f in findings) else 0
 
 
 def _config_keys(args: argparse.Namespace) -> int:
@@ -284,6 +298,19 @@ def main(argv: list[str] | None = None) -> int:
                                 "checked function (costs.json), which the budgets scale")
     costs.add_argument("--assignment", help="assignment folder (default: the only one)")
     costs.set_defaults(run=_costs)
+    new = commands.add_parser("new", help="scaffold a new assignment that validates and "
+                              "grades out of the box")
+    new.add_argument("name", help="its name: lowercase letters, digits, underscores")
+    new.add_argument("--project", default=".", help="the project folder, which holds "
+                     "assignments/ and reference/ (default: here)")
+    new.add_argument("--title", help="its title (default: from the name)")
+    new.set_defaults(run=_new)
+    check_all = commands.add_parser("validate", help="check that an assignment works: "
+                                    "master, release, suites, budgets; records its costs")
+    check_all.add_argument("assignment", help="assignment folder (holds assignment.toml)")
+    check_all.add_argument("--timeout", type=int, default=600,
+                           help="the Gradescope limit the budgets must fit, in seconds")
+    check_all.set_defaults(run=_validate)
     keys = commands.add_parser("config-keys", help="print the reference of every "
                                "assignment.toml key (Markdown)")
     keys.set_defaults(run=_config_keys)

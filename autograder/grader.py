@@ -9,7 +9,9 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import json
 import os
+import platform
 import threading
 import time
 import traceback
@@ -198,26 +200,46 @@ def grade(submission_path: str | Path, assignment: Assignment,
     return report
 
 
-def measure_costs(assignment: Assignment) -> dict:
-    """Grade the master with flat budgets and return what `costs.json` holds: the
-    seconds of each cell (by `cell_key`) and of the longest call of each student
-    function the hidden checks make. Refuses a master that loses points."""
-    flat = dataclasses.replace(assignment, costs=Costs({}, {}))
-    report = grade(assignment.master, flat)
+def grade_master(assignment: Assignment, suite: Path | None = None) -> GradeReport:
+    """The master graded with flat budgets (not those scaled from its own costs)."""
+    return grade(assignment.master, dataclasses.replace(assignment, costs=Costs({}, {})),
+                 suite=suite)
+
+
+def lost_points(report: GradeReport) -> list[str]:
+    """Why a report is short of full marks: failed checks, staff notes, a rejection."""
     lost = [f"{e.id}: {c.name}: {c.message}" for e in report.exercises for c in e.checks
             if not c.passed]
-    if report.status != Status.GRADED or lost or report.staff_notes:
+    return lost + report.staff_notes + ([report.reason] if report.reason else [])
+
+
+def measure_costs(assignment: Assignment) -> dict:
+    """Grade the master with flat budgets and return what `costs.json` holds."""
+    return costs_from(grade_master(assignment), assignment)
+
+
+def costs_from(report: GradeReport, assignment: Assignment) -> dict:
+    """What `costs.json` holds, from the master's hidden grade: the seconds of each
+    cell (by `cell_key`) and of the longest call of each student function the
+    hidden checks make. Refuses a master that loses points."""
+    lost = lost_points(report)
+    if report.status != Status.GRADED or lost:
         raise AssignmentError("the master notebook does not score full marks, so its costs "
-                              "would not be a solution's: " + "; ".join(
-                                  (lost + report.staff_notes + [report.reason])[:5]))
+                              "would not be a solution's: " + "; ".join(lost[:5]))
     keys = {c.index: c.key for c in load(assignment.master).cells}
     cells: dict[str, float] = {}
     for run in report.cells:
         key = keys[run.index]
         cells[key] = round(max(cells.get(key, 0.0), run.duration_s), 4)
-    return {"cells": cells,
+    return {"measured_with": f"Python {platform.python_version()} on {platform.machine()}, "
+                             f"{os.cpu_count()} CPUs",
+            "cells": cells,
             "calls": {name: {"seconds": round(seconds, 4), "exercises": exercises}
                       for name, (seconds, exercises) in sorted(report.call_costs.items())}}
+
+
+def write_costs(assignment: Assignment, costs: dict) -> None:
+    assignment.costs_path.write_text(json.dumps(costs, indent=2) + "\n", encoding="utf-8")
 
 
 def reject(name: str, reason: str, assignment: Assignment,
