@@ -41,6 +41,11 @@ checks_reserve_s = 60
 id = "1.1"
 grade_id = "ex1_1"
 name = "Scale a vector"
+
+[[exercises]]
+id = "1.2"
+grade_id = "ex1_2"
+name = "One step of power iteration"
 ''')
 
 REFERENCE = '''"""The reference solutions of $name: what the hidden checks compare answers with.
@@ -51,6 +56,11 @@ import torch
 
 def scale(v: torch.Tensor, c: float) -> torch.Tensor:
     return c * v
+
+
+def power_step(matvec, v: torch.Tensor) -> torch.Tensor:
+    w = matvec(v)
+    return w / torch.linalg.vector_norm(w)
 '''
 
 HIDDEN_CONFTEST = '''"""Puts the project folder on sys.path, so that `reference` imports here (and in the
@@ -86,6 +96,20 @@ def test_scale_does_no_work_for_zero(student):
     got = vector(student.call("scale", v, 0.0), "scale(v, 0)", length=4)
     assert got.abs().max().item() == 0.0, \\
         f"scale(v, 0) has largest entry {got.abs().max().item():.3g}; it should be all zeros"
+
+
+@check(exercise="1.2", weight=2)
+def test_power_step_spends_one_matvec(student):
+    """power_step(matvec, v) is the normalized matvec(v), for one matvec"""
+    g = torch.Generator().manual_seed(12)
+    A = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    A = A + A.T
+    v = torch.randn(6, generator=g, dtype=torch.float64)
+    op = student.operator(lambda x: A @ x, dim=6, budget=1, name="the matvec",
+                          hint="one step of power iteration costs one matvec")
+    got = vector(student.call("power_step", op, v), "power_step(matvec, v)", length=6)
+    error = (got - ref.power_step(lambda x: A @ x, v)).abs().max().item()
+    assert error <= 1e-12, f"power_step(matvec, v) is {error:.2g} away from A v / |A v|"
 '''
 
 VISIBLE_TEST = '''"""Visible checks of exercise 1.1: students run these with `autograder check`."""
@@ -102,6 +126,17 @@ def test_scale_of_ones(student):
                  "scale(ones(3), 3.0)", length=3)
     assert torch.equal(got, torch.full((3,), 3.0, dtype=torch.float64)), \\
         f"scale(ones(3), 3.0) returned {got.tolist()}; expected [3.0, 3.0, 3.0]"
+
+
+@check(exercise="1.2", weight=1)
+def test_power_step_of_a_diagonal_matrix(student):
+    """power_step on diag(2, 1) keeps a unit vector along the first axis"""
+    op = student.operator(lambda x: torch.tensor([2.0, 1.0], dtype=x.dtype) * x, dim=2,
+                          budget=1, name="the matvec", hint="one matvec per step")
+    got = vector(student.call("power_step", op, torch.tensor([1.0, 0.0])),
+                 "power_step(matvec, e1)", length=2)
+    assert torch.allclose(got, torch.tensor([1.0, 0.0], dtype=torch.float64)), \\
+        f"power_step(matvec, e1) returned {got.tolist()}; expected [1.0, 0.0]"
 '''
 
 PYTEST_INI = "[pytest]\npython_files = test_*.py\n"
@@ -143,6 +178,15 @@ def _notebook(title: str) -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell("assert torch.equal(scale(torch.ones(2), 3.0), "
                                   "torch.full((2,), 3.0))\nprint('scale looks right')",
                                   metadata=meta("ex1_1", grade=True, solution=False, points=3)),
+        nbformat.v4.new_markdown_cell("### Exercise 1.2: One step of power iteration\n\n"
+                                      "Return `matvec(v)` normalized, calling `matvec` once."),
+        nbformat.v4.new_code_cell("def power_step(matvec, v):\n    ### BEGIN SOLUTION\n"
+                                  "    w = matvec(v)\n    return w / torch.linalg.vector_norm(w)\n"
+                                  "    ### END SOLUTION\n    raise NotImplementedError()",
+                                  metadata=meta("ex1_2_code", grade=False, solution=True)),
+        nbformat.v4.new_code_cell("step = power_step(lambda x: 2 * x, torch.tensor([3.0, 4.0]))\n"
+                                  "assert torch.allclose(step, torch.tensor([0.6, 0.8]))",
+                                  metadata=meta("ex1_2", grade=True, solution=False, points=2)),
     ]
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python",

@@ -38,7 +38,7 @@ def test_the_scaffold_validates_and_records_its_costs(made):
     run = autograder("validate", str(folder))
     assert run.returncode == 0, run.stdout + run.stderr
     assert "✗" not in run.stdout and "the assignment is ready" in run.stdout
-    assert "1.1 Scale a vector: visible" in run.stdout
+    assert "1.1 Scale a vector: visible" in run.stdout and "1.2 One step" in run.stdout
     assert (folder / "costs.json").is_file()
     assert (made / "reference" / "pendulum.py").is_file()
 
