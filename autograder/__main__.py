@@ -2,7 +2,13 @@
 
 Exit codes: 0 when the command did its job (a submission that cannot be
 graded still gets a results file with score 0 and exit 0), 2 for misuse
-(bad arguments or assignment folder), 1 for an internal error.
+(bad arguments or assignment folder), 1 for an internal error. `cohort` exits
+3 when some submissions are in error (the grader failed on them: retried
+once on the next run), 0 when every input was graded or recorded with a
+reason. `check`,
+the student's self-check, exits 0 only when every visible check passed, 1
+otherwise. Only the student's commands import nothing Linux-specific up
+front: `check` runs on macOS and Windows too.
 """
 
 import argparse
@@ -12,11 +18,11 @@ import sys
 from pathlib import Path
 
 from .assignment import Assignment, AssignmentError
-from .grader import grade
-from .outcome import GradeReport, Status
+from .outcome import RETRY_ERRORS, GradeReport, Status
 from .terminal import printable
 
 DEFAULT_ASSIGNMENTS = Path(__file__).resolve().parent.parent / "assignments"
+DISTRIBUTION = "krylov-autograder"  # the name pip knows the engine by
 
 
 def _assignment(path: str | None) -> Assignment:
@@ -49,31 +55,27 @@ def print_table(report: GradeReport) -> None:
 
 
 def _grade(args: argparse.Namespace) -> int:
+    from .grader import grade
+
     report = grade(args.submission, _assignment(args.assignment), args.out)
     print_table(report)
     print(f"results written to {args.out}")
     return 0
 
 
-def _find_assignment(notebook: Path) -> Assignment:
-    """The assignment.toml in the notebook's folder or above it (the release root)."""
-    for folder in notebook.resolve().parents:
-        if (folder / "assignment.toml").is_file():
-            return Assignment.load(folder)
-    raise AssignmentError(f"no assignment.toml above {notebook}; run this inside the "
-                          "assignment's folder or name it with --assignment")
-
-
 def _check(args: argparse.Namespace) -> int:
+    from .selfcheck import Progress, check_file, find_release
+
+    notebook = Path(args.notebook)
+    if not notebook.is_file():
+        raise AssignmentError(f"{args.notebook}: no such notebook file")
     assignment = (Assignment.load(args.assignment) if args.assignment
-                  else _find_assignment(Path(args.notebook)))
-    if assignment.visible is None:
-        raise AssignmentError(f"assignment {assignment.name} ships no visible checks")
-    print(f"Checking {args.notebook} with the visible checks of {assignment.title} ...")
-    print_table(grade(args.notebook, assignment, suite=assignment.visible))
-    print("These are the visible checks only. The grader runs more checks on inputs you do "
-          "not see,\nso passing here is necessary, not sufficient.")
-    return 0
+                  else find_release(notebook.parent))
+    print(f"Checking {printable(args.notebook)} with the visible checks of "
+          f"{printable(assignment.title)} ...", flush=True)
+    result = check_file(notebook, assignment, Progress())
+    print(result.text)
+    return 0 if result.passed else 1
 
 
 # Addresses that may hold credentials: from the environment, never from argv, which any
@@ -111,7 +113,8 @@ def _cohort(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         entries = grade_cohort(Path(args.submissions), assignment, out, workers=args.workers,
-                               db_url=args.db, regrade=tuple(args.regrade), dask=args.dask)
+                               db_url=args.db, regrade=tuple(args.regrade), dask=args.dask,
+                               retry_errors=args.retry_errors)
     except CohortInputError as exc:  # may quote a zip's member names: print them inert
         raise AssignmentError(printable(str(exc))) from exc
     where = printable(str(out))
@@ -122,11 +125,17 @@ def _cohort(args: argparse.Namespace) -> int:
                                    out / "gradebook_student_ids.csv")
         print(f"{written} submissions exported to the nbgrader gradebook "
               f"{printable(args.gradebook)} (their ids: {where}/gradebook_student_ids.csv)")
-    graded = [e for e in entries if e.status == Status.GRADED]
-    print(f"{len(entries)} inputs: {len(graded)} graded, "
-          f"{len(entries) - len(graded)} not gradable (see grades.csv)")
-    print(f"grades: {where}/grades.csv   report: {where}/report.html   "
-          f"feedback: {where}/feedback/<student>/")
+    counts = {status: sum(e.status == status for e in entries) for status in Status}
+    flagged = sum(bool(e.flags) for e in entries if e.status == Status.GRADED)
+    print(f"{len(entries)} inputs: {counts[Status.GRADED]} graded ({flagged} flagged for a "
+          f"look), {counts[Status.REJECTED]} rejected, {counts[Status.DUPLICATE]} "
+          f"duplicates, {counts[Status.ERROR]} in error")
+    print(f"report: {(out / 'report.html').resolve().as_uri()}")
+    print(f"grades: {where}/grades.csv   feedback: {where}/feedback/<student>/")
+    if counts[Status.ERROR]:
+        print(f"{counts[Status.ERROR]} submissions hit a grader error: see their reason in "
+              "grades.csv; a rerun retries each once (--retry-errors all for more)")
+        return 3
     return 0
 
 
@@ -159,17 +168,12 @@ def _checks(args: argparse.Namespace) -> int:
 
 
 def _costs(args: argparse.Namespace) -> int:
-    import json
-    import platform
-
-    from .grader import measure_costs
+    from .grader import measure_costs, write_costs
 
     assignment = _assignment(args.assignment)
     print(f"Grading the master of {assignment.name} to measure its costs ...")
     costs = measure_costs(assignment)
-    costs = {"measured_with": f"Python {platform.python_version()} on {platform.machine()}, "
-                              f"{os.cpu_count()} CPUs", **costs}
-    assignment.costs_path.write_text(json.dumps(costs, indent=2) + "\n", encoding="utf-8")
+    write_costs(assignment, costs)
     print(f"{len(costs['cells'])} cells and {len(costs['calls'])} functions measured; "
           f"written to {assignment.costs_path}")
     return 0
@@ -200,9 +204,59 @@ def _gradescope_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version(assignment_path: str | None) -> int:
+    """The engine's version, and the digest that ties stored results to this grader."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .grader import grader_version
+
+    try:
+        engine = version(DISTRIBUTION)
+    except PackageNotFoundError:
+        engine = "unknown (not installed)"
+    print(f"autograder {engine}")
+    try:
+        assignment = _assignment(assignment_path)
+    except AssignmentError as exc:
+        print(f"(no grader version: {exc})")
+        return 0
+    print(f"{assignment.name}: grader version {grader_version(assignment)}")
+    return 0
+
+
+def _new(args: argparse.Namespace) -> int:
+    from .scaffold import scaffold
+
+    folder = scaffold(args.name, Path(args.project), args.title)
+    print(f"wrote {folder} and {Path(args.project) / 'reference' / (args.name + '.py')}; "
+          f"next: autograder validate {folder}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .validate import render, validate
+
+    assignment = Assignment.load(args.assignment)
+    findings = validate(assignment, args.timeout,
+                        progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(render(findings))
+    return 1 if any(f.passed is False for f in findings) else 0
+
+
+def _config_keys(args: argparse.Namespace) -> int:
+    from .schema import reference
+
+    print(reference(), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autograder", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="store_true",
+                        help="print the engine's version and the grader version of the "
+                        "assignment (--assignment, default: the only one)")
+    parser.add_argument("--assignment", dest="version_assignment", help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command")
     graded = commands.add_parser("grade", help="grade one submitted notebook")
     graded.add_argument("submission", help="the submitted .ipynb file")
     graded.add_argument("--out", required=True, help="folder for results.json and feedback")
@@ -226,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     cohort.add_argument("--gradebook", metavar="URL",
                         help="also export the scores into this nbgrader gradebook "
                         "(default: AUTOGRADER_GRADEBOOK_URL)")
+    cohort.add_argument("--retry-errors", choices=RETRY_ERRORS, default="once",
+                        help="grade rows in error again on a rerun: once (default: after "
+                        "one failed run, not after two), all, or none")
     cohort.set_defaults(run=_cohort)
     check = commands.add_parser("check", help="self-check a notebook with the visible checks")
     check.add_argument("notebook", help="your .ipynb file")
@@ -241,6 +298,22 @@ def main(argv: list[str] | None = None) -> int:
                                 "checked function (costs.json), which the budgets scale")
     costs.add_argument("--assignment", help="assignment folder (default: the only one)")
     costs.set_defaults(run=_costs)
+    new = commands.add_parser("new", help="scaffold a new assignment that validates and "
+                              "grades out of the box")
+    new.add_argument("name", help="its name: lowercase letters, digits, underscores")
+    new.add_argument("--project", default=".", help="the project folder, which holds "
+                     "assignments/ and reference/ (default: here)")
+    new.add_argument("--title", help="its title (default: from the name)")
+    new.set_defaults(run=_new)
+    check_all = commands.add_parser("validate", help="check that an assignment works: "
+                                    "master, release, suites, budgets; records its costs")
+    check_all.add_argument("assignment", help="assignment folder (holds assignment.toml)")
+    check_all.add_argument("--timeout", type=int, default=600,
+                           help="the Gradescope limit the budgets must fit, in seconds")
+    check_all.set_defaults(run=_validate)
+    keys = commands.add_parser("config-keys", help="print the reference of every "
+                               "assignment.toml key (Markdown)")
+    keys.set_defaults(run=_config_keys)
     release = commands.add_parser("release", help="generate the student release of an assignment")
     release.add_argument("assignment", help="assignment folder (holds assignment.toml)")
     release.add_argument("--out", default="build/release", help="output folder")
@@ -260,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
                      "seconds (default: the assignment's grade_timeout_s)")
     run.set_defaults(run=_gradescope_run)
     args = parser.parse_args(argv)
+    if args.version:
+        return _version(args.version_assignment)
+    if args.command is None:
+        parser.error("name a command")
     # A TERM (Gradescope's or timeout's) unwinds like an exception, so the runner is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:

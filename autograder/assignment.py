@@ -6,10 +6,10 @@ config names each exercise's grade cell, its title and its visibility.
 
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .outcome import VISIBILITIES
+from . import schema
 
 
 class AssignmentError(ValueError):
@@ -24,6 +24,11 @@ class Exercise:
     points: float
     visibility: str = "visible"
     cost_factor: float | None = None  # overrides Budgets.cost_factor for this exercise
+    heading: str = ""  # the master's last Markdown heading above the grade cell
+
+
+def _budget(default: float, doc: str):
+    return field(default=default, metadata={"doc": doc})
 
 
 @dataclass(frozen=True)
@@ -35,20 +40,31 @@ class Budgets:
     cost (a cell the student added) gets the flat timeout.
     """
 
-    cell_timeout_s: float = 120.0  # a cell with no measured cost
-    total_timeout_s: float = 600.0  # the notebook's execution, all cells together
-    call_timeout_s: float = 60.0  # a call with no measured cost
-    late_cell_timeout_s: float = 5.0  # each cell that starts after total_timeout_s is spent
-    grade_timeout_s: float = 900.0  # everything: execution, then checks
-    checks_reserve_s: float = 120.0  # execution ends at the latest this long before that
-    cost_factor: float = 20.0
-    cell_floor_s: float = 10.0
-    call_floor_s: float = 5.0
-    memory_mb: int = 6144
-    disk_mb: int = 512
-    disk_files: int = 10_000
-    max_notebook_mb: float = 100.0  # a submitted file past this is not parsed (outputs count)
-    max_source_kb: float = 4096.0  # code and markdown past this are not run (outputs do not)
+    cell_timeout_s: float = _budget(120.0, "Seconds for a cell with no measured cost (one "
+                                    "the student added).")
+    total_timeout_s: float = _budget(600.0, "Seconds for the notebook's execution, all "
+                                     "cells together.")
+    call_timeout_s: float = _budget(60.0, "Seconds for a call of a function with no "
+                                    "measured cost.")
+    late_cell_timeout_s: float = _budget(5.0, "Seconds for each cell that starts after "
+                                         "total_timeout_s is spent, so that definitions "
+                                         "further on still run.")
+    grade_timeout_s: float = _budget(900.0, "Seconds for everything: execution, then "
+                                     "checks.")
+    checks_reserve_s: float = _budget(120.0, "Execution ends at the latest this many "
+                                      "seconds before grade_timeout_s.")
+    cost_factor: float = _budget(20.0, "A measured cell or call (costs.json) gets this "
+                                 "many times its cost.")
+    cell_floor_s: float = _budget(10.0, "The least a measured cell gets, in seconds.")
+    call_floor_s: float = _budget(5.0, "The least a measured call gets, in seconds.")
+    memory_mb: int = _budget(6144, "Memory of the whole submission (address space per "
+                             "process; a memory cgroup where one can be made).")
+    disk_mb: int = _budget(512, "Megabytes the submission may write to its scratch folder.")
+    disk_files: int = _budget(10_000, "Files the submission may create there.")
+    max_notebook_mb: float = _budget(100.0, "A submitted file past this many megabytes is "
+                                     "not parsed (outputs count).")
+    max_source_kb: float = _budget(4096.0, "Code and Markdown past this many kilobytes are "
+                                   "not run (outputs do not count).")
 
 
 @dataclass(frozen=True)
@@ -106,8 +122,10 @@ class Assignment:
         config_path = root / "assignment.toml"
         if not config_path.is_file():
             raise AssignmentError(f"{root} has no assignment.toml; is it an assignment folder?")
+        text = config_path.read_text(encoding="utf-8")
         try:
-            config = tomllib.loads(config_path.read_text(encoding="utf-8"))
+            config = tomllib.loads(text)
+            schema.validate(config, config_path, text)
             release = config["release"]
             grading = config.get("grading", {})
             master = root / config["master"]
@@ -119,22 +137,23 @@ class Assignment:
                 title=config.get("title", config["name"]),
                 master=master,
                 release_include=tuple(release.get("include", [])),
-                release_notebook_dir=release.get("notebook_dir", "notebooks"),
-                code_stub=release.get("code_stub", "# YOUR CODE HERE\nraise NotImplementedError()"),
+                release_notebook_dir=release.get("notebook_dir",
+                                                 schema.RELEASE["notebook_dir"].default),
+                code_stub=release.get("code_stub", schema.RELEASE["code_stub"].default),
                 hidden=root / grading["hidden"] if "hidden" in grading else None,
                 visible=root / grading["visible"] if "visible" in grading else None,
                 depends=tuple((root / d).resolve() for d in grading.get("depends", [])),
                 budgets=Budgets(**{k: v for k, v in grading.items()
-                                   if k not in {"hidden", "visible", "depends"}}),
+                                   if k not in schema.GRADING_PATHS}),
                 exercises=_exercises(config.get("exercises", []), master, config_path),
                 costs=Costs.load(root / "costs.json"),
             )
         except tomllib.TOMLDecodeError as exc:
             raise AssignmentError(f"{config_path}: {exc}") from exc
+        except schema.ConfigError as exc:
+            raise AssignmentError(str(exc)) from exc
         except KeyError as exc:
             raise AssignmentError(f"{config_path} lacks the required key {exc}") from exc
-        except TypeError as exc:
-            raise AssignmentError(f"{config_path}: unknown or malformed setting ({exc})") from exc
         for item in assignment.release_include:
             if not (root / item).exists():
                 raise AssignmentError(f"{config_path}: release.include names missing {item!r}")
@@ -150,30 +169,38 @@ class Assignment:
         for suite in (assignment.hidden, assignment.visible):
             if suite is not None and not suite.is_dir():
                 raise AssignmentError(f"{config_path}: suite folder {suite} not found")
+            if suite is not None and not (suite / "pytest.ini").is_file():
+                raise AssignmentError(f"{config_path}: suite folder {suite} has no pytest.ini "
+                                      "(pytest would take its settings from elsewhere and "
+                                      "collect nothing, scoring every student 0)")
         return assignment
 
 
 def _exercises(entries: list[dict], master: Path, config_path: Path) -> tuple[Exercise, ...]:
     """Exercises in config order, with points read from the master's grade cells."""
-    points = {}
+    points, headings, heading = {}, {}, ""
     for cell in json.loads(master.read_text(encoding="utf-8")).get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            source = "".join(cell.get("source", ""))
+            titles = [line.lstrip("#").strip() for line in source.splitlines()
+                      if line.startswith("#")]
+            heading = titles[-1] if titles else heading
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if meta.get("grade"):
             points[meta["grade_id"]] = float(meta["points"])
+            headings[meta["grade_id"]] = heading
     exercises = []
     for entry in entries:
         grade_id = entry["grade_id"]
         if grade_id not in points:
             raise AssignmentError(f"{config_path}: exercise {entry['id']} names grade cell "
                                   f"{grade_id!r}, which the master notebook does not have")
-        visibility = entry.get("visibility", "visible")
-        if visibility not in VISIBILITIES:
-            raise AssignmentError(f"{config_path}: exercise {entry['id']} has visibility "
-                                  f"{visibility!r}; use one of {', '.join(VISIBILITIES)}")
+        visibility = entry.get("visibility", schema.EXERCISE["visibility"].default)
         factor = entry.get("cost_factor")
         exercises.append(Exercise(str(entry["id"]), grade_id, entry.get("name", entry["id"]),
                                   points[grade_id], visibility,
-                                  float(factor) if factor is not None else None))
+                                  float(factor) if factor is not None else None,
+                                  headings[grade_id]))
     ids = [e.id for e in exercises]
     if len(ids) != len(set(ids)):
         raise AssignmentError(f"{config_path}: exercise ids are not unique")

@@ -9,12 +9,16 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import json
 import os
+import platform
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from . import ENGINE
 from .assignment import Assignment, AssignmentError, Costs
@@ -29,9 +33,11 @@ if TYPE_CHECKING:
 
 def grader_version(assignment: Assignment) -> str:
     """A digest of every file that can change a verdict: engine, hidden suite and
-    what it depends on (the reference code), the master."""
+    what it depends on (this assignment's reference and fixture modules, and no
+    other's), the master and the package students import."""
     digest = hashlib.sha256()
-    roots = [ENGINE, assignment.master, *assignment.depends]
+    roots = [ENGINE, assignment.master, *assignment.depends,
+             *(assignment.root / item for item in assignment.release_include)]
     if assignment.costs_path.is_file():  # the budgets scale from it
         roots.append(assignment.costs_path)
     if assignment.hidden is not None:
@@ -154,9 +160,11 @@ class RunnerSupply:
 
 def grade(submission_path: str | Path, assignment: Assignment,
           out_dir: str | Path | None = None, suite: Path | None = None,
-          runners: RunnerSupply | None = None, deadline_s: float | None = None) -> GradeReport:
+          runners: RunnerSupply | None = None, deadline_s: float | None = None,
+          on_cell: Callable[[int, int], None] | None = None) -> GradeReport:
     """Grade one notebook file with `suite` (default: the hidden one); write the
-    outputs into out_dir if given. `runners` may hold a runner started early.
+    outputs into out_dir if given. `runners` may hold a runner started early;
+    `on_cell(n, N)` hears each code cell start.
 
     Everything, execution and checks, ends within `deadline_s` (default: the
     assignment's grade_timeout_s). With `out_dir`, results.json is written
@@ -170,7 +178,7 @@ def grade(submission_path: str | Path, assignment: Assignment,
     deadline = started + (deadline_s or assignment.budgets.grade_timeout_s)
     out = Path(out_dir) if out_dir is not None else None
     path = Path(submission_path)
-    report = _blank_report(path.name, assignment)
+    report = blank_report(path.name, assignment)
     try:
         submission = load(path, int(assignment.budgets.max_notebook_mb * 2**20),
                           int(assignment.budgets.max_source_kb * 2**10))
@@ -184,7 +192,7 @@ def grade(submission_path: str | Path, assignment: Assignment,
         if out is not None:
             write_results(report, out)
         _grade_submission(submission, assignment, suite, report,
-                          runners or RunnerSupply(assignment), deadline, out)
+                          runners or RunnerSupply(assignment), deadline, out, on_cell)
         report.complete = True
     report.execution_time = round(time.monotonic() - started, 3)
     if out is not None:
@@ -192,50 +200,81 @@ def grade(submission_path: str | Path, assignment: Assignment,
     return report
 
 
-def measure_costs(assignment: Assignment) -> dict:
-    """Grade the master with flat budgets and return what `costs.json` holds: the
-    seconds of each cell (by `cell_key`) and of the longest call of each student
-    function the hidden checks make. Refuses a master that loses points."""
-    flat = dataclasses.replace(assignment, costs=Costs({}, {}))
-    report = grade(assignment.master, flat)
+def grade_master(assignment: Assignment, suite: Path | None = None) -> GradeReport:
+    """The master graded with flat budgets (not those scaled from its own costs)."""
+    return grade(assignment.master, dataclasses.replace(assignment, costs=Costs({}, {})),
+                 suite=suite)
+
+
+def lost_points(report: GradeReport) -> list[str]:
+    """Why a report is short of full marks: failed checks, staff notes, a rejection."""
     lost = [f"{e.id}: {c.name}: {c.message}" for e in report.exercises for c in e.checks
             if not c.passed]
-    if report.status != Status.GRADED or lost or report.staff_notes:
+    return lost + report.staff_notes + ([report.reason] if report.reason else [])
+
+
+def measure_costs(assignment: Assignment) -> dict:
+    """Grade the master with flat budgets and return what `costs.json` holds."""
+    return costs_from(grade_master(assignment), assignment)
+
+
+def costs_from(report: GradeReport, assignment: Assignment) -> dict:
+    """What `costs.json` holds, from the master's hidden grade: the seconds of each
+    cell (by `cell_key`) and of the longest call of each student function the
+    hidden checks make. Refuses a master that loses points."""
+    lost = lost_points(report)
+    if report.status != Status.GRADED or lost:
         raise AssignmentError("the master notebook does not score full marks, so its costs "
-                              "would not be a solution's: " + "; ".join(
-                                  (lost + report.staff_notes + [report.reason])[:5]))
+                              "would not be a solution's: " + "; ".join(lost[:5]))
     keys = {c.index: c.key for c in load(assignment.master).cells}
     cells: dict[str, float] = {}
     for run in report.cells:
         key = keys[run.index]
         cells[key] = round(max(cells.get(key, 0.0), run.duration_s), 4)
-    return {"cells": cells,
+    return {"measured_with": f"Python {platform.python_version()} on {platform.machine()}, "
+                             f"{os.cpu_count()} CPUs",
+            "cells": cells,
             "calls": {name: {"seconds": round(seconds, 4), "exercises": exercises}
                       for name, (seconds, exercises) in sorted(report.call_costs.items())}}
+
+
+def write_costs(assignment: Assignment, costs: dict) -> None:
+    assignment.costs_path.write_text(json.dumps(costs, indent=2) + "\n", encoding="utf-8")
 
 
 def reject(name: str, reason: str, assignment: Assignment,
            out_dir: str | Path | None = None) -> GradeReport:
     """The report, score 0, for a submission that has nothing gradable (no
     notebook, several candidates): the student still gets results and why."""
-    report = _blank_report(name, assignment)
+    report = blank_report(name, assignment)
     report.status, report.reason = Status.REJECTED, reason
     if out_dir is not None:
         write_outputs(report, Path(out_dir))
     return report
 
 
-def _blank_report(name: str, assignment: Assignment) -> GradeReport:
+def heading_link(notebook: str, heading: str) -> str:
+    """A link to a heading of a notebook, as Jupyter names its anchors (spaces become
+    dashes), percent-encoded; empty without a heading."""
+    if not heading:
+        return ""
+    return f"{quote(notebook)}#{quote(heading.replace(' ', '-'), safe='-._~:()')}"
+
+
+def blank_report(name: str, assignment: Assignment) -> GradeReport:
     report = GradeReport(submission=name, assignment=assignment.name, status=Status.GRADED,
                          grader_version=grader_version(assignment))
-    report.exercises = [ExerciseResult(e.id, e.name, e.points, e.visibility)
+    report.exercises = [ExerciseResult(e.id, e.name, e.points, e.visibility,
+                                       heading=e.heading,
+                                       anchor=heading_link(assignment.master.name, e.heading))
                         for e in assignment.exercises]
     return report
 
 
 def _grade_submission(submission: Submission, assignment: Assignment, suite: Path,
                       report: GradeReport, runners: RunnerSupply, deadline: float,
-                      out: Path | None) -> "GradingPlugin":
+                      out: Path | None,
+                      on_cell: Callable[[int, int], None] | None = None) -> "GradingPlugin":
     workspace, runner = runners.take()
     policy = policy_for(assignment)
     # Imported only now: torch and pytest load here while the runner loads its own.
@@ -243,12 +282,13 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
     from .sandbox.session import NotebookSession
 
     session = NotebookSession(submission, workspace, policy, runner, deadline)
+    session.on_cell = on_cell
     warming = threading.Thread(target=warm_up, args=(suite, report), daemon=True)
     if usable_cpus() >= 2:  # with one CPU it would only compete with the notebook, and cost memory
         warming.start()
 
     def progress(outcomes: list[CheckOutcome]) -> None:
-        _file_checks(report, outcomes, [])
+        file_checks(report, outcomes, [])
         if out is not None:
             write_results(report, out)
 
@@ -257,6 +297,7 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
         if warming.is_alive():
             warming.join()
         report.sandbox_layers = list(session.layers)
+        report.sandbox_missing = list(session.missing_layers)
         report.cells = [session.cells[i] for i in sorted(session.cells)]
         report.figures = list(session.figures)
         report.warnings.extend(session.warnings)
@@ -264,7 +305,7 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
     finally:
         session.close()
         workspace.remove()
-    _file_checks(report, plugin.outcomes, plugin.problems)
+    file_checks(report, plugin.outcomes, plugin.problems)
     report.call_costs = {name: (seconds, sorted(exercises))
                          for name, (seconds, exercises) in plugin.call_costs.items()}
     for exercise in report.exercises:
@@ -277,7 +318,7 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
     return plugin
 
 
-def _file_checks(report: GradeReport, outcomes: list[CheckOutcome],
+def file_checks(report: GradeReport, outcomes: list[CheckOutcome],
                  problems: list[str]) -> None:
     """Put each check under its exercise; one naming no exercise is a problem for staff."""
     by_id = {e.id: e for e in report.exercises}

@@ -6,6 +6,9 @@ from enum import StrEnum
 from .sandbox.records import CellRun, Figure
 
 VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
+# What a cohort rerun grades again of the rows in error: those that failed in one run
+# (not two), all of them, or none.
+RETRY_ERRORS = ("once", "all", "none")
 
 
 class Status(StrEnum):
@@ -38,6 +41,8 @@ class ExerciseResult:
     max_score: float
     visibility: str
     checks: list[CheckOutcome] = field(default_factory=list)
+    heading: str = ""  # where the exercise is in the notebook, for the student
+    anchor: str = ""  # a link to that heading: notebook.ipynb#Heading-text
 
     @property
     def score(self) -> float:
@@ -60,7 +65,8 @@ class GradeReport:
     exercises: list[ExerciseResult] = field(default_factory=list)
     cells: list[CellRun] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
-    sandbox_layers: list[str] = field(default_factory=list)
+    sandbox_layers: list[str] = field(default_factory=list)  # for staff, as are the next two
+    sandbox_missing: list[str] = field(default_factory=list)  # layers the host refused, and why
     warnings: list[str] = field(default_factory=list)  # shown to the student
     staff_notes: list[str] = field(default_factory=list)  # grader problems, for staff only
     execution_time: float = 0.0

@@ -12,12 +12,15 @@ plain asserts, so no introspected (hidden) values reach the message.
 import contextlib
 import io
 import random
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -25,7 +28,10 @@ import torch
 
 from .outcome import CheckOutcome
 from .sandbox.calls import StudentError
-from .sandbox.session import NotebookSession
+
+if TYPE_CHECKING:
+    from .sandbox.live import LiveSession
+    from .sandbox.session import NotebookSession
 
 INTERNAL_ERROR = ("The grader could not complete this check because of an internal error; "
                   "course staff can see the details.")
@@ -34,6 +40,39 @@ INTERNAL_ERROR = ("The grader could not complete this check because of an intern
 NOT_RUN = "not run: the grader stopped before this check"
 PAST_DEADLINE = "not run: the grading deadline was reached before this check"
 DEADLINE_MARGIN_S = 1.0  # a check needs at least this long to be worth starting
+OVERRAN = ("not finished: the grading deadline was reached during this check (the grader's "
+           "own work on what the notebook defined, or the notebook's calls, took too long)")
+
+
+class DeadlineReached(BaseException):
+    """Raised into a check at the session's deadline. A BaseException, so that no
+    `except Exception` in a check can absorb it."""
+
+
+@contextlib.contextmanager
+def _alarm_at(deadline: float | None):
+    """Interrupt the body at `deadline` (monotonic): a check's own computation,
+    grader-side on objects the notebook bound, gets no time past the grade's.
+    Signals reach only the main thread (and Windows has no timer signal); elsewhere
+    the deadline binds the calls alone."""
+    if deadline is None or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "setitimer"):
+        yield
+        return
+    armed = True
+
+    def expire(signum, frame):
+        if armed:
+            raise DeadlineReached
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
+    try:
+        yield
+    finally:
+        armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class GradingPlugin:
@@ -45,10 +84,12 @@ class GradingPlugin:
     calls each check made and how long they took add up in `call_costs`.
     """
 
-    def __init__(self, session: NotebookSession,
-                 on_check: Callable[[list[CheckOutcome]], None] | None = None):
+    def __init__(self, session: "NotebookSession | LiveSession",
+                 on_check: Callable[[list[CheckOutcome]], None] | None = None,
+                 exercise: str | None = None):
         self.session = session
         self.on_check = on_check
+        self.exercise = exercise  # only its checks run ("2" is every exercise of section 2)
         self._outcomes: dict[str, CheckOutcome] = {}
         self.problems: list[str] = []  # for staff: collection errors, unmarked tests
         self.call_costs: dict[str, tuple[float, set[str]]] = {}  # function -> (s, exercises)
@@ -58,7 +99,12 @@ class GradingPlugin:
     def outcomes(self) -> list[CheckOutcome]:
         return list(self._outcomes.values())
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        if self.exercise is not None:
+            chosen = [item for item in items if _of_exercise(item, self.exercise)]
+            config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
+            items[:] = chosen
         for item in items:
             marker = item.get_closest_marker("check")
             if marker is not None:
@@ -75,6 +121,11 @@ class GradingPlugin:
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "check(exercise, weight=1): a graded check")
 
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item):
+        with _alarm_at(self.session.deadline):
+            yield
+
     @pytest.fixture
     def student(self):
         proxy = self.session.student()
@@ -82,7 +133,7 @@ class GradingPlugin:
         proxy.close()
 
     @pytest.fixture
-    def notebook(self) -> NotebookSession:
+    def notebook(self) -> "NotebookSession":
         return self.session
 
     @pytest.fixture(autouse=True)
@@ -132,6 +183,15 @@ class GradingPlugin:
     def _report(self) -> None:
         if self.on_check is not None:
             self.on_check(self.outcomes)
+
+
+def _of_exercise(item: pytest.Item, wanted: str) -> bool:
+    """Whether a check grades exercise `wanted`, or an exercise of section `wanted`."""
+    marker = item.get_closest_marker("check")
+    if marker is None:
+        return False
+    exercise = _describe(item, marker)[0]
+    return exercise == wanted or exercise.startswith(wanted + ".")
 
 
 def _describe(item: pytest.Item, marker: pytest.Mark) -> tuple[str, str, float]:
@@ -190,15 +250,19 @@ def _explain(excinfo: pytest.ExceptionInfo) -> tuple[str, str]:
         return str(error), ""
     if isinstance(error, AssertionError):
         return (str(error) or "This check failed."), ""
+    if isinstance(error, DeadlineReached):
+        return OVERRAN, ""
     detail = "".join(traceback.format_exception(error))[-4000:]
     return INTERNAL_ERROR, detail
 
 
-def run_suite(suite: Path, session: NotebookSession,
-              on_check: Callable[[list[CheckOutcome]], None] | None = None) -> GradingPlugin:
+def run_suite(suite: Path, session: "NotebookSession | LiveSession",
+              on_check: Callable[[list[CheckOutcome]], None] | None = None,
+              exercise: str | None = None) -> GradingPlugin:
     """Run a pytest suite (hidden or visible) against an executed notebook, quietly;
-    `on_check` hears every outcome so far after each check."""
-    plugin = GradingPlugin(session, on_check)
+    `on_check` hears every outcome so far after each check; with `exercise`, only
+    that exercise's (or section's) checks run."""
+    plugin = GradingPlugin(session, on_check, exercise)
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log):

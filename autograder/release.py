@@ -27,6 +27,13 @@ from traitlets.config import Config
 from . import ENGINE
 from .assignment import Assignment
 from .files import copy_release_files, copy_tree
+from .render import Verbatim, render_markdown
+
+# What the notebook and the self-check import, nothing of the staff's tools (nbgrader,
+# sqlalchemy, dask, playwright, pyyaml); the same ranges as the engine's pyproject.toml.
+STUDENT_REQUIREMENTS = ("torch>=2.4,<2.15", "numpy>=1.26", "matplotlib>=3.8", "nbformat>=5.9",
+                        "ipython>=8", "pytest>=8", "jinja2>=3.1")
+MIN_PYTHON = "3.11"  # tomllib and enum.StrEnum
 
 
 def nbgrader_config(assignment: Assignment) -> Config:
@@ -69,10 +76,40 @@ def build_release(assignment: Assignment, out_dir: str | Path) -> Path:
 
 def _ship_self_check(assignment: Assignment, target: Path) -> None:
     """What `python -m autograder check notebooks/NAME.ipynb` needs in the release:
-    the engine, the visible suite (as checks/) and a config naming only those."""
+    the engine, the visible suite (as checks/), a config naming only those, and
+    what explains and installs them (README.md, requirements.txt, pyproject.toml)."""
     copy_tree(ENGINE, target / "autograder")
     copy_tree(assignment.visible, target / "checks")
     (target / "assignment.toml").write_text(release_config(assignment), encoding="utf-8")
+    (target / "README.md").write_text(release_readme(assignment), encoding="utf-8")
+    (target / "requirements.txt").write_text("\n".join(STUDENT_REQUIREMENTS) + "\n",
+                                             encoding="utf-8")
+    (target / "pyproject.toml").write_text(release_pyproject(assignment), encoding="utf-8")
+
+
+def release_readme(assignment: Assignment) -> str:
+    """The release's README.md: install, self-check, its limits, submitting."""
+    notebook = f"{assignment.release_notebook_dir}/{assignment.master.name}"
+    return render_markdown("release_readme.md.j2", title=assignment.title,
+                           notebook=Verbatim(notebook), python=MIN_PYTHON,
+                           requirements=[Verbatim(r) for r in STUDENT_REQUIREMENTS],
+                           exercises=[{"id": e.id, "name": e.name}
+                                      for e in assignment.exercises])
+
+
+def release_pyproject(assignment: Assignment) -> str:
+    """`pip install .` of the release: the engine, as the `autograder` command."""
+    name = "".join(c if c.isalnum() else "-" for c in assignment.name) + "-selfcheck"
+    requirements = ", ".join(json.dumps(r) for r in STUDENT_REQUIREMENTS)
+    return "\n".join([
+        "# Written by `autograder release`: `pip install .` gives the `autograder` command.",
+        "[build-system]", 'requires = ["setuptools>=68"]',
+        'build-backend = "setuptools.build_meta"', "", "[project]",
+        f"name = {json.dumps(name)}", 'version = "1.0"',
+        f'requires-python = ">={MIN_PYTHON}"', f"dependencies = [{requirements}]", "",
+        "[project.scripts]", 'autograder = "autograder.__main__:main"', "",
+        "[tool.setuptools.packages.find]", 'include = ["autograder*"]', "",
+        "[tool.setuptools.package-data]", 'autograder = ["templates/*"]', ""])
 
 
 def release_config(assignment: Assignment) -> str:

@@ -138,7 +138,6 @@ def _summary_lines(report: GradeReport) -> list[str]:
         lines.append(f"Score {fmt(_total(report, shown))} / "
                      f"{fmt(sum(e.max_score for e in shown))} on the exercises shown now; "
                      f"{held} more {_plural(held, 'exercise')} graded but not shown yet")
-    lines.append("Sandbox layers active: " + (", ".join(report.sandbox_layers) or "none"))
     lines.extend(f"Warning: {w}" for w in report.warnings)
     return lines
 
@@ -166,6 +165,7 @@ def staff_report(report: GradeReport, figures: list[tuple[str, Figure]] | None =
         "execution_time": finite(report.execution_time),
         "grader_version": report.grader_version,
         "sandbox_layers": list(report.sandbox_layers),
+        "sandbox_missing": list(report.sandbox_missing),
         "warnings": list(report.warnings),
         "staff_notes": list(report.staff_notes),
         "exercises": [{
@@ -223,7 +223,10 @@ def _feedback_context(report: GradeReport) -> dict:
         "title": _headline(report),
         "notes": _preamble(report),
         "exercises": [{"id": e.id, "name": e.name, "score": _score_text(report, e),
-                       "checks": e.checks} for e in _shown(report)],
+                       "checks": e.checks, "heading": e.heading,
+                       "link": Verbatim(e.anchor) if e.anchor else "",
+                       "failed": any(not c.passed for c in e.checks)}
+                      for e in _shown(report)],
         "rejected": report.status == Status.REJECTED,
         "reason": _reason(report),
         "errors": [{"index": c.index, "status": c.status, "message": _first_line(c.error)}
@@ -244,14 +247,14 @@ def _headline(report: GradeReport) -> str:
 
 
 def _preamble(report: GradeReport) -> list[str]:
-    """Lines under the feedback title: rejection, held-back exercises, sandbox, warnings."""
+    """Lines under the feedback title: rejection, held-back exercises, warnings (the
+    sandbox's layers are the staff's business: report.json)."""
     lines = []
     if report.status == Status.REJECTED:
         lines.append(f"Your submission could not be graded: {_reason(report)}")
     hidden = len(report.exercises) - len(_shown(report))
     if hidden:
         lines.append(f"{hidden} more {_plural(hidden, 'exercise')} graded but not shown here.")
-    lines.append("Sandbox layers active: " + (", ".join(report.sandbox_layers) or "none"))
     lines.extend(f"Warning: {w}" for w in report.warnings)
     return lines
 

@@ -66,6 +66,18 @@ def test_the_runner_loads_no_other_engine_module_when_it_starts():
                                "autograder.sandbox.protocol", "autograder.sandbox.runner"]
 
 
+def test_the_students_side_imports_nothing_linux_only_up_front():
+    """macOS and Windows have no `resource` or `fcntl`: the self-check, the suites'
+    module and what they load import them only where the sandbox starts."""
+    code = ("import sys; sys.modules['resource'] = sys.modules['fcntl'] = None\n"
+            "import autograder.__main__, autograder.selfcheck, autograder.testing, "
+            "autograder.sandbox.live, autograder.grader, autograder.plugin, "
+            "autograder.release")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
 def test_nothing_outside_the_sandbox_imports_the_runner_or_the_protocol():
     private = {"autograder.sandbox.runner", "autograder.sandbox.protocol"}
     for name in MODULES:

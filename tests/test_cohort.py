@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -279,3 +280,140 @@ def test_a_submission_that_kills_its_worker_is_blamed_alone(assignment, tmp_path
     assert {n: [e.status for e in results[n]] for n in names} == {
         **{n: ["graded"] for n in names}, "crash": ["error"]}
     assert "killed its worker" in results["crash"][0].reason
+
+
+def _work_that_hangs(task: Task) -> tuple[CohortEntry, str]:
+    """Stands in for a grade stuck in the grader itself (where no runner budget binds)."""
+    if task.student == "hang":
+        time.sleep(3600)
+    time.sleep(0.2)
+    return CohortEntry(task.student, task.source, "graded", score=FULL, max_score=FULL), ""
+
+
+def test_a_task_past_its_wall_clock_limit_is_stopped_and_reported(assignment, tmp_path):
+    names = ["a", "hang", "b", "c"]
+    tasks = [Task(n, f"{n}.ipynb", str(tmp_path / f"{n}.ipynb"), "digest", str(tmp_path))
+             for n in names]
+    results: dict[str, list[CohortEntry]] = {}
+    started = time.monotonic()
+    run_parallel(tasks, assignment, 2,
+                 lambda entry, _: results.setdefault(entry.student, []).append(entry),
+                 work=_work_that_hangs, task_limit_s=45)
+    assert time.monotonic() - started < 200
+    assert {n: [e.status for e in results[n]] for n in names} == {
+        **{n: ["graded"] for n in names}, "hang": ["error"]}
+    assert "longer than 45 s" in results["hang"][0].reason
+
+
+def _processes_of(uids: range) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            uid = int((entry / "status").read_text().split("\nUid:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+        if uid in uids:
+            found.append(int(entry.name))
+    return found
+
+
+def _work_that_dies_leaving_its_runners(task: Task) -> tuple[CohortEntry, str]:
+    """A worker killed mid-grade: its spare runner (started ahead by the warm-up) is
+    orphaned, in its own session, with its scratch folder and cgroups."""
+    from autograder.sandbox.process import runner_uids
+
+    owned = _processes_of(runner_uids(os.getpid()))
+    with open(Path(task.feedback) / "dead-workers.txt", "a") as log:
+        log.write(f"{os.getpid()} {len(owned)}\n")
+    os._exit(1)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root runs runners as other uids")
+def test_what_a_dead_worker_left_is_reaped_by_the_parent(assignment, tmp_path):
+    from autograder.sandbox.process import runner_uids
+
+    tasks = [Task("crash", "crash.ipynb", str(tmp_path / "crash.ipynb"), "digest",
+                  str(tmp_path))]
+    results: list[CohortEntry] = []
+    run_parallel(tasks, assignment, 1, lambda entry, _: results.append(entry),
+                 work=_work_that_dies_leaving_its_runners)
+    assert [e.status for e in results] == ["error"]
+    dead = [line.split() for line in (tmp_path / "dead-workers.txt").read_text().splitlines()]
+    assert dead and all(int(count) >= 1 for _, count in dead)  # each left a runner behind
+    time.sleep(0.5)
+    for pid, _ in dead:
+        uids = runner_uids(int(pid))
+        left = _processes_of(uids)
+        assert not left, f"processes of worker {pid} still running: {left}"
+        scratch = [p for p in Path(tempfile.gettempdir()).glob("autograder-*")
+                   if p.lstat().st_uid in uids]
+        assert not scratch
+        cgroups = [p for p in Path("/sys/fs/cgroup").glob("*/autograder-*-*")
+                   if int(p.name.split("-")[1]) in uids]
+        assert not cgroups
+
+
+# --- the TA's day: errors retried once, a summary and exit code, links, the version ---
+
+
+def _cohort_cli(cohort: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autograder", "cohort", str(cohort), "--out",
+                           str(out), "--assignment", str(ENGINE), "--workers", "1", *extra],
+                          capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_row_in_error_is_retried_once_then_left_with_exit_3(tmp_path):
+    """The grader fails on bo (its feedback folder cannot be made: a file stands
+    there). The first run reports it and exits 3; a rerun retries it once; the
+    third leaves it; --retry-errors all tries again, and once the cause is gone
+    it is graded and the run exits 0."""
+    cohort, out = tmp_path / "cohort", tmp_path / "out"
+    cohort.mkdir()
+    for name in ("al", "bo"):
+        write(demo(), cohort / f"{name}.ipynb")
+    (out / "feedback").mkdir(parents=True)
+    (out / "feedback" / "bo").write_text("in the way")
+
+    def attempt(*extra: str) -> tuple[int, str]:
+        run = _cohort_cli(cohort, out, *extra)
+        return run.returncode, run.stdout + run.stderr
+
+    code, said = attempt()
+    assert code == 3, said
+    assert "1 graded" in said and "1 in error" in said
+    assert "report: file://" in said and rows(out)["bo"]["status"] == "error"
+    code, said = attempt()  # retried once
+    assert code == 3 and "graded 1/1" in said, said
+    code, said = attempt()  # not again
+    assert code == 3 and "graded 1/1" not in said, said
+    (out / "feedback" / "bo").unlink()
+    code, said = attempt("--retry-errors", "all")
+    assert code == 0, said
+    assert rows(out)["bo"]["status"] == "graded"
+
+
+def test_the_report_links_each_graded_student_to_their_feedback(assignment, tmp_path):
+    cohort, out = tmp_path / "cohort", tmp_path / "out"
+    cohort.mkdir()
+    write(demo(), cohort / "al.ipynb")
+    write(wrong_square(), cohort / "x&y.ipynb")
+    (cohort / "notes.txt").write_text("not a notebook")
+    grade_cohort(cohort, assignment, out, workers=1, progress_stream=io.StringIO())
+    page = (out / "report.html").read_text()
+    assert '<a href="feedback/al/feedback.html">al</a>' in page
+    linked = f"feedback/{feedback_folder('x&y')}/feedback.html"
+    assert f'href="{linked}">x&amp;y</a>' in page
+    assert (out / linked).is_file()
+    assert 'href="feedback/notes' not in page  # rejected: no feedback page to link
+
+
+def test_version_names_the_engine_and_the_grader_version(assignment):
+    from autograder.grader import grader_version
+
+    run = subprocess.run([sys.executable, "-m", "autograder", "--version", "--assignment",
+                          str(ENGINE)], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("autograder ")
+    assert f"engine_demo: grader version {grader_version(assignment)}" in run.stdout

@@ -157,6 +157,36 @@ def test_a_hang_in_a_check_cannot_outlast_the_grading_deadline(tmp_path):
     assert report.complete  # the grade itself finished; only C's checks ran out of time
 
 
+GRADER_SIDE_WORK = '''"""A check whose own (trusted) work grows with what the notebook bound."""
+
+from autograder.testing import check
+
+
+@check(exercise="B", weight=1)
+def test_answer_is_a_modest_size(student):
+    """work proportional to answer"""
+    total = 0
+    for i in range(int(student.get("answer")) * 1000):  # materializing a Hessian, say
+        total += i
+    assert total >= 0
+'''
+
+
+def test_grader_side_work_on_a_student_sized_object_stops_at_the_deadline(tmp_path):
+    """The notebook binds an enormous `answer`; a check computes on it in the grader,
+    where the runner's budgets do not reach. An alarm at the grade's deadline fails
+    that check with a reason, and the checks that ran before keep their points."""
+    budgets = {**TIGHT, "grade_timeout_s": 15, "checks_reserve_s": 8}
+    assignment = _with_budgets(tmp_path, budgets)
+    (assignment.root / "hidden" / "test_zz_grader_work.py").write_text(GRADER_SIDE_WORK)
+    nb = variant({"exB": "answer = 10**9"}, demo())
+    report, took = graded(nb, assignment, tmp_path)
+    assert took < budgets["grade_timeout_s"] + 5
+    heavy = next(c for e in report.exercises for c in e.checks if c.name.startswith("work"))
+    assert heavy.ran and not heavy.passed and "grading deadline was reached" in heavy.message
+    assert scores(report) == {**FULL, "B": 0.0}
+
+
 def test_killing_the_grader_mid_checks_leaves_valid_partial_results(tight, tmp_path):
     slow = {"exC_code": "def apply_twice(op, v):\n    import time\n    time.sleep(2)\n"
                         "    return op(op(v))"}

@@ -167,6 +167,43 @@ def test_the_database_address_comes_from_the_environment(tmp_path, assignment):
     assert database.is_file() and not (tmp_path / "out" / "results.db").exists()
 
 
+PROC_SPY = ("import os\n"
+            "seen = []\n"
+            "for pid in os.listdir('/proc'):\n"
+            "    try:\n"
+            "        seen.append(open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ')"
+            ".decode())\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "raise RuntimeError(' | '.join(seen))")
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the private /proc needs root to mount")
+def test_a_notebook_cannot_read_the_staffs_command_lines(assignment, tmp_path):
+    """A cell walks /proc for every command line it can read (a TA's process holding
+    a database password in its argv stands beside it) and raises them into its own
+    error, which the student sees. It finds its own runner and nothing else."""
+    secret = "postgresql://ta:hunter2@db.example/grades"
+    staff = subprocess.Popen(["sleep", "120", secret])
+    try:
+        nb = demo()
+        nb.cells.insert(2, nbformat.v4.new_code_cell(PROC_SPY))
+        report = graded(nb, assignment, tmp_path)
+    finally:
+        staff.kill()
+        staff.wait()
+    if not any("private /proc" in layer for layer in report.sandbox_layers):
+        assert any("private /proc unavailable" in w for w in report.sandbox_missing)  # said
+        pytest.skip("no private /proc can be mounted here")
+    spy = next(c for c in report.cells if c.index == 2)
+    assert "autograder.sandbox.runner" in spy.error  # it did read /proc
+    assert "hunter2" not in spy.error and "pytest" not in spy.error
+    feedback = "".join(p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*")
+                       if p.is_file())
+    assert "hunter2" not in feedback
+    assert {e.id: e.score for e in report.exercises} == FULL
+
+
 # --- class 4: resources are accounted per submission, not per process ---------------
 
 

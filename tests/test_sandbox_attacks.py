@@ -222,12 +222,14 @@ def test_filling_the_disk_inside_a_check_costs_only_that_check(assignment, tmp_p
 
 def test_every_layer_is_reported_active_or_missing(assignment, tmp_path):
     report, _ = run("pass", assignment, tmp_path)
-    for name in ("network namespace", "uid", "landlock", "seccomp", "pids cgroup"):
+    for name in ("network namespace", "private /proc", "uid", "landlock", "seccomp",
+                 "pids cgroup"):
         on = any(name in layer for layer in report.sandbox_layers)
-        off = any(name in warning for warning in report.warnings)
+        off = any(name in missing for missing in report.sandbox_missing)
         assert on != off, name
     if INSIDE_DOCKER_LIKE:  # no new namespaces there; the other layers must hold
-        assert any("network namespace unavailable" in w for w in report.warnings)
+        assert any("network namespace unavailable" in w for w in report.sandbox_missing)
+        assert any("private /proc unavailable" in w for w in report.sandbox_missing)
         for name in ("unprivileged uid", "landlock filesystem", "landlock network", "seccomp"):
             assert name in active(report), name
 

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from multiprocessing.util import Finalize
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from ..assignment import Assignment, AssignmentError
 from ..grader import RunnerSupply, grade, grader_version, usable_cpus, warm_up
 from ..outcome import CohortEntry, GradeReport, Status
 from ..render import valid_text
-from ..sandbox import CellStatus
+from ..sandbox import CellStatus, reap_runners_of
 from ..submission import SubmissionError, load
 from .inputs import Input, find_inputs
 from .store import ResultStore
@@ -142,52 +143,91 @@ class Progress:
         self.stream.flush()
 
 
+TASK_MARGIN_S = 120.0  # a worker's warm-up and writing out, beyond the grade's own deadline
+
+
 def run_parallel(tasks: list[Task], assignment: Assignment, workers: int,
                  on_result: Callable[[CohortEntry, str], None],
-                 work: Callable[[Task], tuple[CohortEntry, str]] = grade_task) -> None:
-    """Grade tasks on warm worker processes.
+                 work: Callable[[Task], tuple[CohortEntry, str]] = grade_task,
+                 task_limit_s: float | None = None) -> None:
+    """Grade tasks on warm worker processes, each task within `task_limit_s`
+    (default: the assignment's grade deadline plus `TASK_MARGIN_S`), counted
+    from its hand-over to the pool (a worker's first includes its warm-up).
 
     A worker's death breaks the whole pool, so every task in flight then
     fails alike; those are graded again one at a time, where a death can
-    only be the submission's own and is reported as its error.
+    only be the submission's own and is reported as its error. A task past
+    its limit is reported as such, and its pool is stopped the same way.
     """
-    for task in _run_pool(tasks, assignment, workers, on_result, work):
-        if _run_pool([task], assignment, 1, on_result, work):
-            on_result(CohortEntry(task.student, task.source, Status.ERROR,
-                                  reason="grading this submission killed its worker process "
-                                  "(out of memory?)", max_score=assignment.total_points,
-                                  digest=task.digest), code_digest(Path(task.notebook)))
+    limit = task_limit_s or assignment.budgets.grade_timeout_s + TASK_MARGIN_S
+    for task in _run_pool(tasks, assignment, workers, on_result, work, limit):
+        if _run_pool([task], assignment, 1, on_result, work, limit):
+            on_result(_error(task, assignment, "grading this submission killed its worker "
+                             "process (out of memory?)"), code_digest(Path(task.notebook)))
+
+
+def _error(task: Task, assignment: Assignment, reason: str) -> CohortEntry:
+    return CohortEntry(task.student, task.source, Status.ERROR, reason=reason,
+                       max_score=assignment.total_points, digest=task.digest)
 
 
 def _run_pool(tasks: list[Task], assignment: Assignment, workers: int,
               on_result: Callable[[CohortEntry, str], None],
-              work: Callable[[Task], tuple[CohortEntry, str]]) -> list[Task]:
+              work: Callable[[Task], tuple[CohortEntry, str]], limit_s: float) -> list[Task]:
     """At most `workers` tasks in flight; returns those in flight when a worker
-    died (the rest go on in a fresh pool)."""
+    died (the rest go on in a fresh pool). Whatever the runners of a worker
+    left (a worker killed mid-grade cannot clean up) is reaped when its pool ends."""
     queue, died = list(reversed(tasks)), []
     while queue:
-        with ProcessPoolExecutor(max_workers=min(workers, len(queue)),
-                                 mp_context=get_context("spawn"), initializer=_warm_worker,
-                                 initargs=(str(assignment.root),)) as pool:
-            running: dict[Future, Task] = {}
-            while queue or running:
-                while queue and len(running) < workers:
-                    task = queue.pop()
-                    running[pool.submit(work, task)] = task
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                broken = False
-                for future in finished:
-                    try:
-                        result = future.result()
-                    except BrokenProcessPool:
+        ours = {child.pid for child in active_children()}
+        seen: set[int] = set()
+        try:
+            with ProcessPoolExecutor(max_workers=min(workers, len(queue)),
+                                     mp_context=get_context("spawn"), initializer=_warm_worker,
+                                     initargs=(str(assignment.root),)) as pool:
+                running: dict[Future, tuple[Task, float]] = {}
+                while queue or running:
+                    while queue and len(running) < workers:
+                        task = queue.pop()
+                        running[pool.submit(work, task)] = (task, time.monotonic() + limit_s)
+                    seen |= {child.pid for child in active_children()} - ours
+                    first_due = min(due for _, due in running.values())
+                    finished, _ = wait(running, timeout=max(first_due - time.monotonic(), 0),
+                                       return_when=FIRST_COMPLETED)
+                    broken = False
+                    for future in finished:
+                        try:
+                            result = future.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            continue
+                        on_result(*result)
+                        del running[future]
+                    overdue = [f for f, (_, due) in running.items() if due <= time.monotonic()
+                               and f not in finished]
+                    for future in overdue:
+                        task, _ = running.pop(future)
+                        on_result(_error(task, assignment, f"grading took longer than "
+                                         f"{limit_s:.0f} s, the limit per submission; its "
+                                         "worker was stopped"), code_digest(Path(task.notebook)))
+                    if overdue:
+                        _kill_workers(seen)
                         broken = True
-                        continue
-                    on_result(*result)
-                    del running[future]
-                if broken:
-                    died.extend(running.values())
-                    break
+                    if broken:
+                        died.extend(task for task, _ in running.values())
+                        break
+        finally:
+            for pid in seen:
+                reap_runners_of(pid)
     return died
+
+
+def _kill_workers(pids: set[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
 
 
 def run_dask(tasks: list[Task], assignment: Assignment, address: str,
@@ -206,20 +246,30 @@ def run_dask(tasks: list[Task], assignment: Assignment, address: str,
             try:
                 on_result(*future.result())
             except Exception as exc:  # noqa: BLE001 - a lost worker costs one submission
-                on_result(CohortEntry(task.student, task.source, Status.ERROR,
-                                      reason=f"the Dask task failed: {exc}"[:600],
-                                      max_score=assignment.total_points, digest=task.digest),
+                on_result(_error(task, assignment, f"the Dask task failed: {exc}"[:600]),
                           code_digest(Path(task.notebook)))
 
 
 def grade_in_subprocess(task: Task, assignment_root: str) -> tuple[CohortEntry, str]:
-    """Run on a Dask worker: one submission, graded by a child Python."""
-    run = subprocess.run([sys.executable, "-m", "autograder.cohort.pool", assignment_root,
-                          json.dumps(asdict(task))], check=False, capture_output=True,
-                         text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if run.returncode:
-        raise RuntimeError(f"grading {task.source} failed: {run.stderr[-400:]}")
-    entry, code = json.loads(run.stdout.splitlines()[-1])
+    """Run on a Dask worker: one submission, graded by a child Python within the
+    grade's deadline plus `TASK_MARGIN_S`; what a killed child left is reaped."""
+    limit = Assignment.load(assignment_root).budgets.grade_timeout_s + TASK_MARGIN_S
+    child = subprocess.Popen([sys.executable, "-m", "autograder.cohort.pool", assignment_root,
+                              json.dumps(asdict(task))], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        stdout, stderr = child.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise RuntimeError(f"grading took longer than {limit:.0f} s, the limit per "
+                           "submission; it was stopped") from None
+    finally:
+        reap_runners_of(child.pid)
+    if child.returncode:
+        raise RuntimeError(f"grading {task.source} failed: {stderr[-400:]}")
+    entry, code = json.loads(stdout.splitlines()[-1])
     entry["failures"] = [tuple(f) for f in entry["failures"]]
     entry["status"] = Status(entry["status"])
     return CohortEntry(**entry), code
@@ -229,12 +279,23 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _needs_grading(stored, digest: str, version: str, retry_errors: str) -> bool:
+    """A new or changed file, or a new grader, always; a row in error as
+    `retry_errors` says: "once" (after one failed run, not after two), "all", "none"."""
+    if stored is None or (stored.digest, stored.grader_version) != (digest, version):
+        return True
+    if stored.status != Status.ERROR:
+        return False
+    return retry_errors == "all" or (retry_errors == "once" and stored.attempts < 2)
+
+
 def grade_cohort(path: Path, assignment: Assignment, out_dir: Path,
                  workers: int | None = None, db_url: str | None = None,
                  regrade: tuple[str, ...] = (), dask: str | None = None,
-                 progress_stream=sys.stderr) -> list[CohortEntry]:
+                 progress_stream=sys.stderr, retry_errors: str = "once") -> list[CohortEntry]:
     """Grade what is missing (here, or on the Dask scheduler at `dask`), then
-    write every output from the store."""
+    write every output from the store. Rows in error are graded again as
+    `retry_errors` says (see `_needs_grading`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     store = ResultStore(db_url or f"sqlite:///{out_dir / 'results.db'}")
@@ -257,13 +318,17 @@ def grade_cohort(path: Path, assignment: Assignment, out_dir: Path,
                 store.save(_not_gradable(item, assignment), "", version)
                 continue
             digest = _digest(item.notebook)
-            if graded_from.get(item.student) != (digest, version):
+            if _needs_grading(graded_from.get(item.student), digest, version, retry_errors):
                 tasks.append(Task(item.student, item.source, str(item.notebook), digest,
                                   str(out_dir / "feedback" / feedback_folder(item.student))))
         progress = Progress(len(tasks), progress_stream)
 
         def record(entry: CohortEntry, code: str) -> None:
-            store.save(entry, code, version)
+            before = graded_from.get(entry.student)
+            again = (before is not None and before.status == Status.ERROR
+                     and entry.status == Status.ERROR
+                     and (before.digest, before.grader_version) == (entry.digest, version))
+            store.save(entry, code, version, before.attempts + 1 if again else 1)
             progress.update(entry)
 
         if tasks and dask:

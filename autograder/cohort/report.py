@@ -18,10 +18,12 @@ import math
 import statistics
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote
 
 from ..assignment import Assignment
 from ..outcome import CohortEntry, Status
 from ..render import finite, fmt, full_marks, render_html, utf8, write_atomic
+from .pool import feedback_folder
 
 REPORT_NAME = "report.html"
 TEMPLATE = "cohort_report.html.j2"
@@ -38,13 +40,16 @@ def write_cohort_report(entries: list[CohortEntry], assignment: Assignment, path
     if path.suffix.lower() not in (".html", ".htm"):
         path = path / REPORT_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, utf8(cohort_html(entries, assignment)))
+    write_atomic(path, utf8(cohort_html(entries, assignment, path.parent)))
     return path
 
 
-def cohort_html(entries: list[CohortEntry], assignment: Assignment) -> str:
-    """The report page as one string."""
+def cohort_html(entries: list[CohortEntry], assignment: Assignment,
+                out_dir: Path | None = None) -> str:
+    """The report page as one string; with `out_dir`, each student whose feedback
+    page is there links to it."""
     graded = [e for e in entries if e.status == Status.GRADED]
+    links = {e.student: _feedback_link(e, out_dir) for e in entries}
     return render_html(
         TEMPLATE,
         title=f"{assignment.title}: cohort report",
@@ -55,8 +60,19 @@ def cohort_html(entries: list[CohortEntry], assignment: Assignment) -> str:
         failures=_failure_rows(graded, assignment),
         top_failures=TOP_FAILURES,
         runtime=_runtime(entries, assignment),
-        flagged=_flagged(entries),
+        flagged=_flagged(entries, links),
+        students=[{"student": e.student, "status": e.status,
+                   "score": fmt(finite(e.score)) if e.status == Status.GRADED else NO_VALUE,
+                   "feedback": links[e.student]} for e in entries],
     )
+
+
+def _feedback_link(entry: CohortEntry, out_dir: Path | None) -> str:
+    """The student's feedback page, relative to the report, if it was written."""
+    if out_dir is None:
+        return ""
+    relative = f"feedback/{feedback_folder(entry.student)}/feedback.html"
+    return quote(relative) if (out_dir / relative).is_file() else ""
 
 
 def _summary(entries: list[CohortEntry], graded: list[CohortEntry],
@@ -129,12 +145,13 @@ def _runtime(entries: list[CohortEntry], assignment: Assignment) -> dict | None:
                                 "seconds", "inputs")}
 
 
-def _flagged(entries: list[CohortEntry]) -> list[dict]:
+def _flagged(entries: list[CohortEntry], links: dict[str, str]) -> list[dict]:
     """Every entry a person should look at: not graded, or graded with a flag; worst first."""
     flagged = [e for e in entries if e.status != Status.GRADED or e.flags]
     flagged.sort(key=lambda e: (SEVERITY.get(e.status, -1), e.student, e.source))
     return [{"student": e.student, "source": e.source, "status": e.status,
-             "flags": "; ".join(e.flags), "reason": e.reason} for e in flagged]
+             "flags": "; ".join(e.flags), "reason": e.reason, "feedback": links[e.student]}
+            for e in flagged]
 
 
 # charts and statistics

@@ -98,7 +98,8 @@ class Operator:
         return out.detach().to(v.dtype)
 
 
-def _charge_budgets(name: str, args: tuple, kwargs: dict, lent: list[Operator]) -> None:
+def charge_budgets(name: str, args: tuple, kwargs: dict, lent: list[Operator]) -> None:
+    """Raise `OperatorBudgetExceeded` for the first lent operator past its budget."""
     for op in lent:
         if op.over_budget:
             hint = f"; {op.hint}" if op.hint else ""
@@ -149,14 +150,10 @@ class CallClock:
         return seconds, why
 
 
-class StudentProxy:
-    """Calls into one fork of the executed notebook (one check's worth)."""
+class Lender:
+    """What every transport of a check's `student` shares: the operators it lends."""
 
-    def __init__(self, sock: socket.socket, pid: int, runner: RunnerProcess, clock: CallClock):
-        self._sock = sock
-        self._pid = pid
-        self._runner = runner
-        self._clock = clock
+    def __init__(self) -> None:
         self._operators: list[Operator] = []
 
     def operator(self, fn: Callable, *, dim: int | None = None, dtype: torch.dtype | None = None,
@@ -166,6 +163,17 @@ class StudentProxy:
         op = Operator(fn, dim=dim, dtype=dtype, budget=budget, name=name, hint=hint)
         self._operators.append(op)
         return op
+
+
+class StudentProxy(Lender):
+    """Calls into one fork of the executed notebook (one check's worth)."""
+
+    def __init__(self, sock: socket.socket, pid: int, runner: RunnerProcess, clock: CallClock):
+        super().__init__()
+        self._sock = sock
+        self._pid = pid
+        self._runner = runner
+        self._clock = clock
 
     def _encode(self, value, lent: list[Operator]):
         """Handles in place of operators, which are collected into `lent`."""
@@ -199,7 +207,7 @@ class StudentProxy:
         try:
             return self._await(f"{name}(...)", name, timeout_s, timed=True)
         finally:  # a spent budget is the failure to report, whatever else happened
-            _charge_budgets(name, args, kwargs, lent)
+            charge_budgets(name, args, kwargs, lent)
 
     def _await(self, what: str, name: str, timeout_s: float | None, timed: bool):
         """The reply to a request; `timed` calls have their duration recorded."""

@@ -1,7 +1,10 @@
 """Kernel confinement the runner applies to itself before any student code runs.
 
 A private network namespace, where the kernel allows one (root, outside a
-container), leaves the runner without any network interface.
+container), leaves the runner without any network interface. A private
+mount namespace with its own /proc, mounted `hidepid=invisible` (the same
+conditions, Linux >= 5.8), shows the runner only the processes of its own
+uid: not the grader's command line, nor another submission's runner.
 
 Landlock (Linux >= 5.13, unprivileged, and allowed inside Docker-style
 containers) limits the process tree to: reading the Python installation and
@@ -20,7 +23,6 @@ Each layer that the kernel refuses is reported, never silently assumed.
 import ctypes
 import os
 import platform
-import resource
 import struct
 import sys
 from pathlib import Path
@@ -29,7 +31,8 @@ from .. import ENGINE
 
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
 _PR_SET_NO_NEW_PRIVS = 38
-_CLONE_NEWNET = 0x40000000
+_CLONE_NEWNET, _CLONE_NEWNS = 0x40000000, 0x00020000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
 _PR_CAPBSET_DROP = 24
 _SYS_CAPSET = 126
 _CAPABILITY_VERSION_3 = 0x20080522
@@ -136,6 +139,40 @@ def private_network() -> list[str]:
     return ["private network namespace (no interfaces)"]
 
 
+def hide_other_processes() -> None:
+    """Mount a /proc of our own that lists only our uid's processes.
+
+    Runs where `unshare_network` does (the grader, as root, starting the
+    runner). The new mount namespace keeps the mount from the rest of the
+    machine. The option's name exists from Linux 5.8, where each /proc mount
+    has its own options; older kernels refuse it, and so never see their one
+    shared /proc changed.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    for what, result in (
+            ("unshare(CLONE_NEWNS)", lambda: libc.unshare(_CLONE_NEWNS)),
+            ("making / private", lambda: libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE,
+                                                    None)),
+            ("mounting /proc with hidepid", lambda: libc.mount(
+                b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                b"hidepid=invisible"))):
+        if result() != 0:
+            raise OSError(ctypes.get_errno(), f"{what} refused")
+
+
+def private_proc() -> list[str]:
+    """Report the /proc that `hide_other_processes` mounted, if it did and it hides
+    something (a runner that is still root would see every process anyway)."""
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    options = [line.rsplit(" ", 1)[-1] for line in mounts if line.split()[4] == "/proc"]
+    if not options or "hidepid=invisible" not in options[-1].split(","):
+        raise OSError("the grader could not mount it (needs root outside a container, "
+                      "Linux >= 5.8)")
+    if os.getuid() == 0:
+        raise OSError("the runner is root, who sees every process")
+    return ["private /proc: only the runner's own processes are visible"]
+
+
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -162,6 +199,8 @@ def _user_tasks(uid: int) -> int:
 def limit_processes(process_budget: int) -> list[str]:
     """Allow `process_budget` more tasks than this uid runs now: RLIMIT_NPROC
     counts every task of the uid, the grader's and the user's other ones too."""
+    import resource  # Unix only: this module must import anywhere (see sandbox.live)
+
     limit = _user_tasks(os.getuid()) + process_budget
     try:
         resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
@@ -244,6 +283,7 @@ def confine(scratch: str, processes: int) -> tuple[list[str], list[str]]:
     (layers applied, layers refused with why)."""
     applied, refused = [], []
     for name, layer in (("network namespace", private_network),
+                        ("private /proc", private_proc),
                         ("process limit", lambda: limit_processes(processes)),
                         ("capability drop", drop_capabilities),
                         ("landlock", lambda: landlock([scratch], read_only_paths())),

@@ -13,7 +13,6 @@ with every result; none is silently assumed.
 import ctypes
 import itertools
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -29,7 +28,6 @@ from typing import ClassVar
 
 from .. import ENGINE
 from ..files import copy_release_files
-from .confine import unshare_network
 
 IO_TIMEOUT_S = 5.0  # longest wait for the rest of a message once it has begun
 # The runner is this very engine, wherever it lives (site-packages, a checkout, a
@@ -88,7 +86,11 @@ class ExecutionPolicy:
 
 
 def _apply_limits(limits: Limits, uid: int | None) -> None:
-    """Runs in the child between fork and exec."""
+    """Runs in the child between fork and exec (Linux: its modules load only here)."""
+    import resource
+
+    from .confine import hide_other_processes, unshare_network
+
     mb = 2**20
     for which, value in ((resource.RLIMIT_CPU, limits.cpu_seconds),
                          (resource.RLIMIT_AS, limits.memory_mb * mb),
@@ -96,10 +98,11 @@ def _apply_limits(limits: Limits, uid: int | None) -> None:
                          (resource.RLIMIT_NOFILE, limits.open_files),
                          (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(which, (value, value))
-    try:
-        unshare_network()  # needs root: before the uid switch, reported by the runner
-    except OSError:
-        pass
+    for needs_root in (unshare_network, hide_other_processes):
+        try:  # before the uid switch; the runner reports which took effect
+            needs_root()
+        except OSError:
+            pass
     if uid is not None:
         os.setgroups([])
         os.setgid(uid)
@@ -138,8 +141,57 @@ def sandbox_uid() -> tuple[int | None, str]:
     unreadable = [p for p in needed if os.path.exists(p) and not _readable_by_others(p)]
     if unreadable:
         return None, f"another uid could not read {unreadable[0]}"
-    return 2_000_000 + (os.getpid() % 4_194_304) * RUNNERS_PER_GRADER \
-        + next(_runners_started) % RUNNERS_PER_GRADER, ""
+    return runner_uids(os.getpid())[next(_runners_started) % RUNNERS_PER_GRADER], ""
+
+
+def runner_uids(grader_pid: int) -> range:
+    """The uids the runners of the grader process `grader_pid` run as."""
+    first = 2_000_000 + (grader_pid % 4_194_304) * RUNNERS_PER_GRADER
+    return range(first, first + RUNNERS_PER_GRADER)
+
+
+def reap_runners_of(grader_pid: int) -> int:
+    """Remove what a grader process that died left behind: its runners and their
+    daemons (found by uid, wherever they moved), their cgroups and their scratch
+    folders. Only root runs runners as other uids, so elsewhere there is nothing
+    to find. Returns how many processes were killed."""
+    uids = runner_uids(grader_pid)
+    killed = 0
+    for _ in range(10):
+        victims = {pid for pid in _process_table() if _uid_of(pid) in uids}
+        if not victims:
+            break
+        _kill(victims)
+        killed += len(victims)
+        time.sleep(0.05)
+    for controller in ("pids", "memory"):
+        for path in Path("/sys/fs/cgroup", controller).glob("autograder-*-*"):
+            if _cgroup_uid(path) in uids:
+                _remove_cgroup(path)
+    for path in Path(tempfile.gettempdir()).glob("autograder-*"):
+        try:
+            owner = path.lstat().st_uid
+        except OSError:
+            continue
+        if owner in uids and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+    return killed
+
+
+def _uid_of(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(status.split("\nUid:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _cgroup_uid(path: Path) -> int | None:
+    """The runner uid in a cgroup's name, autograder-<uid>-<runner pid>."""
+    try:
+        return int(path.name.split("-")[1])
+    except (IndexError, ValueError):
+        return None
 
 
 class Workspace:
@@ -224,14 +276,19 @@ class Cgroup:
             return set()
 
     def remove(self) -> None:
-        for _ in range(50):
-            if not self.path.exists():
-                return
-            try:
-                self.path.rmdir()
-                return
-            except OSError:
-                time.sleep(0.02)
+        _remove_cgroup(self.path)
+
+
+def _remove_cgroup(path: Path) -> None:
+    """rmdir, retried while the killed members are still leaving."""
+    for _ in range(50):
+        if not path.exists():
+            return
+        try:
+            path.rmdir()
+            return
+        except OSError:
+            time.sleep(0.02)
 
 
 class RunnerProcess:
@@ -285,7 +342,7 @@ class RunnerProcess:
                 ("memory", {"memory.limit_in_bytes": limits.memory_mb * 2**20},
                  f"memory cgroup: at most {limits.memory_mb} MB for the whole submission")):
             try:
-                cgroup = Cgroup(controller, f"autograder-{self.pid}", settings)
+                cgroup = Cgroup(controller, f"autograder-{uid}-{self.pid}", settings)
             except OSError as exc:
                 self.refused.append(f"{controller} cgroup unavailable: {exc.strerror or exc}")
                 continue

@@ -20,6 +20,7 @@ import base64
 import select
 import socket
 import time
+from collections.abc import Callable
 
 from ..submission import CodeCell, Submission
 from . import protocol
@@ -80,7 +81,9 @@ class NotebookSession:
         self.runner = runner
         self.warnings: list[str] = []
         self.layers: list[str] = []  # the sandbox layers of the first runner, as reported
+        self.missing_layers: list[str] = []  # and those the host refused, with why
         self.clock = CallClock(policy, deadline)
+        self.on_cell: Callable[[int, int], None] | None = None  # (cell n, of N) as each starts
         self._figure_bytes = 0
         self._ready = False  # the runner has reported its confinement
 
@@ -113,6 +116,8 @@ class NotebookSession:
                 break
             if notebook_ends is None:
                 notebook_ends = time.monotonic() + self.policy.total_timeout_s
+            if self.on_cell is not None:
+                self.on_cell(position, len(cells))
             try:
                 self._run(cell, self._budget(cell, cell.index in completed, notebook_ends,
                                              stop), cut)
@@ -169,10 +174,8 @@ class NotebookSession:
         if not self.layers:
             self.layers = [*self.runner.layers,
                            *(str(x)[:200] for x in message.get("layers", [])[:10])]
-            for refused in self.runner.refused + message.get("refused", [])[:10]:
-                warning = f"sandbox layer not active: {str(refused)[:200]}"
-                if warning not in self.warnings:
-                    self.warnings.append(warning)
+            self.missing_layers = [str(refused)[:200] for refused in
+                                   self.runner.refused + message.get("refused", [])[:10]]
 
     def _run(self, cell: CodeCell, budget: tuple[float, str], cut: set[int]) -> None:
         """Run one cell; record how it went. Raises _Fault when the runner is lost."""
