@@ -257,3 +257,31 @@ def test_a_runner_started_ahead_is_another_user_with_its_own_folder(assignment):
         runner.stop()
         workspace.remove()
         supply.close()
+
+
+# --- class 2: sizes from the student side are bounded before they cost the grader ---
+
+
+def test_a_notebook_that_rebinds_the_toy_problem_to_a_big_one_is_refused_by_size(tmp_path):
+    """The last cell rebinds model, X and y to a 4,204-parameter model and 4,000 rows:
+    the checks of 2.3 and 3.2, which compute the toy problem's exact Hessian in the
+    grader, refuse it by size (they would take minutes and gigabytes), and say what
+    they found; the other exercises keep full marks."""
+    from tests.corpus.build import appended
+    from tests.notebooks import ASSIGNMENT
+
+    bigger = ("import torch\nfrom torch import nn\n"
+              "model = nn.Sequential(nn.Linear(20, 100), nn.Tanh(), nn.Linear(100, 20), "
+              "nn.Tanh(), nn.Linear(20, 4))\n"
+              "X = torch.randn(4000, 20)\ny = torch.randint(0, 4, (4000,))\n"
+              "print(sum(p.numel() for p in model.parameters()))")
+    report = grade(write(appended(bigger), tmp_path / "big.ipynb"), Assignment.load(ASSIGNMENT))
+    last = report.cells[-1]
+    assert last.status == CellStatus.OK and "4204" in last.stdout
+    refused = [c for e in report.exercises if e.id in ("2.3", "3.2") for c in e.checks
+               if "model has 4204 parameters and X has shape (4000, 20)" in c.message]
+    assert len(refused) >= 2, [c.message for e in report.exercises for c in e.checks]
+    assert all(c.duration_s < 30 for c in refused)
+    untouched = {e.id: e.score == e.max_score for e in report.exercises
+                 if e.id not in ("1.3", "2.3", "3.2")}
+    assert all(untouched.values()), untouched

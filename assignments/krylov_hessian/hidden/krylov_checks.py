@@ -29,6 +29,29 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# Section 1's setup cell: toy_mlp(seed=1), X = torch.randn(8, 20), y of 8 labels.
+TOY_PARAMS, TOY_BATCH = 254, (8, 20)
+
+
+def notebook_toy_problem(student) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The notebook's model, X and y, once they are shown to be Section 1's toy MLP
+    and batch. Checks compute that problem's exact Hessian here, in the grader, where
+    no runner budget applies and the cost grows with the square of the parameters:
+    a notebook that rebinds them to a bigger model or batch is refused by size,
+    before any computation."""
+    model, X, y = student.get("model"), student.get("X"), student.get("y")
+    assert isinstance(model, nn.Module) and isinstance(X, torch.Tensor) \
+        and isinstance(y, torch.Tensor), \
+        "model, X and y should still be Section 1's toy MLP and batch when the notebook ends"
+    params = count_params(model)
+    assert params == TOY_PARAMS and tuple(X.shape) == TOY_BATCH \
+        and tuple(y.shape) == TOY_BATCH[:1], \
+        f"when the notebook ends, model has {params} parameters and X has shape " \
+        f"{tuple(X.shape)}; Section 1's toy MLP has {TOY_PARAMS} and its batch is " \
+        f"{TOY_BATCH}: keep model, X and y as the setup cell made them"
+    return model, X, y
+
+
 def signed_top(eigs: torch.Tensor, k: int = 1) -> torch.Tensor:
     """The k eigenvalues of largest magnitude, signed, in descending magnitude."""
     return eigs[eigs.abs().argsort(descending=True)][:k]

@@ -18,7 +18,14 @@ top eigenpair is computed here from the Hessian materialized in fp64.
 import math
 
 import torch
-from krylov_checks import EIG_RTOL, by_content, count_params, eigenvalues_from, signed_top
+from krylov_checks import (
+    EIG_RTOL,
+    by_content,
+    count_params,
+    eigenvalues_from,
+    notebook_toy_problem,
+    signed_top,
+)
 from torch import nn
 
 from autograder.testing import check, number, vector
@@ -412,10 +419,7 @@ TOP_EIG_RTOL = 1e-4
 @check(exercise="2.3", weight=2)
 def test_top_eig_of_notebook_hessian(student):
     """top_eig is the dominant eigenvalue of the notebook's own toy Hessian"""
-    model, X, y = student.get("model"), student.get("X"), student.get("y")
-    assert isinstance(model, nn.Module) and isinstance(X, torch.Tensor) \
-        and isinstance(y, torch.Tensor), \
-        "model, X and y should still be Section 1's toy MLP and batch when the notebook ends"
+    model, X, y = notebook_toy_problem(student)
     top_eig = number(student.get("top_eig"), "top_eig")
     truth, _ = _dominant(model, X, y)
     # On this model the dominant eigenvalue is positive, and then the signed

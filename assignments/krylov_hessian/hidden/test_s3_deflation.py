@@ -15,7 +15,7 @@ Hessian spectrum, materialized here in fp64.
 """
 
 import torch
-from krylov_checks import EIG_RTOL, by_content, eigenvalues_from, signed_top
+from krylov_checks import EIG_RTOL, by_content, eigenvalues_from, notebook_toy_problem, signed_top
 
 from autograder.testing import check, vector
 from fixtures import spectra
@@ -199,12 +199,7 @@ def _toy_hessian_top10(student) -> torch.Tensor:
     Exact in fp64 (the chain rule written out, ms), so the truth carries no fp32
     noise; cached under the model's content (every notebook builds the same).
     """
-    model = student.get("model")
-    X = student.get("X")
-    y = student.get("y")
-    assert isinstance(model, torch.nn.Module) and isinstance(X, torch.Tensor) \
-        and isinstance(y, torch.Tensor), "the notebook's model, X and y are no longer " \
-        "the toy MLP and its batch: do not reassign them"
+    model, X, y = notebook_toy_problem(student)
     return _top10(model, X, y.long())
 
 
