@@ -22,7 +22,10 @@ from .outcome import RETRY_ERRORS, GradeReport, Status
 from .terminal import printable
 
 DEFAULT_ASSIGNMENTS = Path(__file__).resolve().parent.parent / "assignments"
-DISTRIBUTION = "krylov-autograder"  # the name pip knows the engine by
+DISTRIBUTION = "krylov-autograder"  # the name pip knows the engine by (free on PyPI)
+# The staff's tools, installed only with an extra (pyproject.toml): which one brings which.
+EXTRAS = {"nbgrader": "authoring", "sqlalchemy": "cohort", "yaml": "cohort",
+          "distributed": "dask"}
 
 
 def _assignment(path: str | None) -> Assignment:
@@ -343,6 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except AssignmentError as exc:
         print(f"autograder: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"autograder {args.command}: needs {exc.name}, which the engine installs only "
+              f"with the {extra!r} extra: pip install '{DISTRIBUTION}[{extra}]'",
+              file=sys.stderr)
         return 2
 
 
