@@ -417,3 +417,30 @@ def test_version_names_the_engine_and_the_grader_version(assignment):
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("autograder ")
     assert f"engine_demo: grader version {grader_version(assignment)}" in run.stdout
+
+
+def test_grades_are_also_written_in_gradescopes_and_nbgraders_import_formats(assignment,
+                                                                               tmp_path):
+    """Only graded rows, ids quoted safely: an email goes to Gradescope's Email column,
+    another id to SID, and an id that starts like a formula is neutralized."""
+    entries = [
+        CohortEntry("ada@uni.edu", "a.ipynb", "graded", score=5.0, max_score=FULL,
+                    exercises={"A": 3.0, "B": 0.0, "C": 2.0}),
+        CohortEntry("=HYPERLINK(\"x\")", "b.ipynb", "graded", score=6.0, max_score=FULL,
+                    exercises={"A": 3.0, "B": 1.0, "C": 2.0}),
+        CohortEntry("cy", "c.txt", "rejected", reason="not a notebook", max_score=FULL),
+    ]
+    from autograder.cohort.exports import NBGRADER_COLUMNS, write_grade_tables
+
+    write_grade_tables(entries, assignment, tmp_path)
+    with open(tmp_path / "grades_gradescope.csv", newline="") as handle:
+        gradescope = list(csv.DictReader(handle))
+    assert [(r["SID"], r["Email"], r["Total Score"]) for r in gradescope] == [
+        ("", "ada@uni.edu", "5"), ("'=HYPERLINK(\"x\")", "", "6")]
+    assert gradescope[0]["A: square (3 pts)"] == "3"
+    with open(tmp_path / "grades_nbgrader.csv", newline="") as handle:
+        nbgrader = list(csv.DictReader(handle))
+    assert list(nbgrader[0]) == list(NBGRADER_COLUMNS)
+    assert [(r["assignment"], r["student_id"], r["score"], r["max_score"]) for r in nbgrader] \
+        == [("engine_demo", "ada@uni.edu", "5", "6"), ("engine_demo", "'=HYPERLINK(\"x\")", "6",
+                                                       "6")]

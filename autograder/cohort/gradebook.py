@@ -38,7 +38,7 @@ from ..assignment import Assignment
 from ..outcome import CohortEntry, Status
 from ..release import nbgrader_config
 from ..render import utf8
-from .pool import csv_text
+from .exports import csv_text
 
 EXPORTED = (Status.GRADED, Status.REJECTED)
 SAFE_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")

@@ -8,7 +8,6 @@ The outputs are rebuilt from the store at the end: `grades.csv` (every
 input exactly once), `feedback/<student>/`, `report.html`.
 """
 
-import csv
 import hashlib
 import json
 import os
@@ -32,7 +31,6 @@ from pathlib import Path
 from ..assignment import Assignment, AssignmentError
 from ..grader import RunnerSupply, grade, grader_version, usable_cpus, warm_up
 from ..outcome import CohortEntry, GradeReport, Status
-from ..render import valid_text
 from ..sandbox import CellStatus, reap_runners_of
 from ..submission import SubmissionError, load
 from .inputs import Input, find_inputs
@@ -377,36 +375,12 @@ def _release_code_digest(assignment: Assignment) -> str:
         return code_digest(path)
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_text(text: str) -> str:
-    """A student-controlled cell that a spreadsheet shows as text, never runs: one that
-    starts like a formula (= + - @, tab, CR) gets a leading ', and lone surrogates become
-    escapes (csv would fail to encode them)."""
-    text = valid_text(text)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
 def write_outputs(entries: list[CohortEntry], assignment: Assignment, out_dir: Path) -> None:
-    """grades.csv and report.html, from the entries alone (the store's view). Student
-    ids, sources, reasons and flags go through `csv_text`; numbers stay numbers."""
+    """The grade tables and report.html, from the entries alone (the store's view)."""
+    from .exports import write_grade_tables
     from .report import write_cohort_report
 
-    ids = [e.id for e in assignment.exercises]
-    temporary = out_dir / "grades.csv.tmp"
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["student", "source", "status", "reason", "score", "max_score",
-                         *ids, "runtime_s", "flags"])
-        for entry in entries:
-            graded = entry.status == Status.GRADED
-            writer.writerow([csv_text(entry.student), csv_text(entry.source), entry.status,
-                             csv_text(entry.reason),
-                             f"{entry.score:g}", f"{entry.max_score:g}",
-                             *(f"{entry.exercises.get(i, 0.0):g}" if graded else "" for i in ids),
-                             f"{entry.runtime_s:.1f}", csv_text("; ".join(entry.flags))])
-    os.replace(temporary, out_dir / "grades.csv")
+    write_grade_tables(entries, assignment, out_dir)
     write_cohort_report(entries, assignment, out_dir / "report.html")
 
 
