@@ -9,19 +9,20 @@ of fp32 or fp64) and, where the text allows it, in another order. Every
 check must pass on every draw.
 
 Grading a notebook takes ~20 s, so the checks are called in-process with a
-`FakeStudent`: the interface of `autograder.testing.Student` (`call`, `get`,
-`operator`), backed by local Python functions instead of a forked notebook.
-Values cross it exactly as they cross the real boundary (the runner's
-`to_plain`, then the wire format's encode and decode), operators are the
-engine's own `Operator` (cast, counted, budgeted), and a spent budget fails
-the call with `OperatorBudgetExceeded`, as `StudentProxy.call` does.
+`FakeStudent`: the engine's live transport (`autograder.sandbox.live`, which
+the student's self-check uses) over local Python functions instead of a
+forked notebook. Values cross it exactly as they cross the real boundary
+(the runner's `to_plain`, then the wire format's encode and decode),
+operators are the engine's own `Operator` (cast, counted, budgeted), and a
+spent budget fails the call with `OperatorBudgetExceeded`, as
+`StudentProxy.call` does.
 """
 
 import copy
 import functools
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import ModuleType
 
 import numpy as np
@@ -30,9 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder.sandbox import protocol
-from autograder.sandbox.runner import to_plain
-from autograder.testing import MissingName, Operator, OperatorBudgetExceeded, StudentError
+from autograder.sandbox.live import LiveStudent
+from autograder.testing import StudentError
 from reference import krylov_hessian as ref
 from tests.notebooks import ASSIGNMENT
 
@@ -78,80 +78,42 @@ def checks_of(exercise: str) -> list[tuple[str, Callable]]:
     return found
 
 
-# --- the boundary, mirrored -------------------------------------------------------------
+# --- the boundary: the engine's own live transport -------------------------------------
 
 
-def across(value):
-    """A value as the other side receives it: to_plain in the runner, then the wire."""
-    return protocol.decode(protocol.encode(to_plain(value)))
-
-
-class _Lent:
-    """What student code holds for an operator: each call crosses the boundary."""
-
-    def __init__(self, op: Operator):
-        self._op = op
-
-    def __call__(self, *args):
-        try:
-            return across(self._op(*[across(a) for a in args]))
-        except StudentError as exc:  # the runner's RemoteOperator raises RuntimeError
-            raise RuntimeError(str(exc)) from None
-
-
-class FakeStudent:
-    """`call`, `get` and `operator` of a Student, served by local functions.
-
-    `functions` are what the notebook defines, `variables` maps a notebook
-    variable to a zero-argument function that computes it (once).
-    """
+class LazyNamespace(Mapping):
+    """What a notebook would have defined: `functions`, and `variables`, each a
+    zero-argument function computing the variable's value when it is first read."""
 
     def __init__(self, functions: dict[str, Callable],
                  variables: dict[str, Callable[[], object]] | None = None):
-        self.functions = functions
-        self.variables = variables or {}
+        self.functions, self.variables = functions, variables or {}
         self._values: dict[str, object] = {}
 
-    def operator(self, fn: Callable, *, dim: int | None = None,
-                 dtype: torch.dtype | None = None, budget: int | None = None,
-                 name: str = "the operator", hint: str = "") -> Operator:
-        return Operator(fn, dim=dim, dtype=dtype, budget=budget, name=name, hint=hint)
-
-    def _inbound(self, value, lent: list[Operator]):
-        if isinstance(value, Operator):
-            lent.append(value)
-            return _Lent(value)
-        if isinstance(value, list):
-            return [self._inbound(v, lent) for v in value]
-        if isinstance(value, tuple):
-            return tuple(self._inbound(v, lent) for v in value)
-        if isinstance(value, dict):
-            return {k: self._inbound(v, lent) for k, v in value.items()}
-        return protocol.decode(protocol.encode(value))
-
-    def call(self, name: str, *args, timeout_s: float | None = None, **kwargs):
-        if name not in self.functions:
-            raise MissingName(f"the notebook does not define {name}")
-        lent: list[Operator] = []
-        args = self._inbound(args, lent)
-        kwargs = self._inbound(kwargs, lent)
-        try:
-            value = self.functions[name](*args, **kwargs)
-        except Exception as exc:  # as the runner reports any exception
-            raise StudentError(f"{name}(...) raised {type(exc).__name__}: {exc}") from exc
-        finally:
-            for op in lent:
-                if op.over_budget:
-                    raise OperatorBudgetExceeded(f"{name}(...) called {op.name} more than "
-                                                 f"{op.budget} times")
-        return across(value)
-
-    def get(self, name: str):
+    def __getitem__(self, name: str):
+        if name in self.functions:
+            return self.functions[name]
         if name not in self.variables:
-            raise MissingName(f"the notebook does not define {name}")
+            raise KeyError(name)
         if name not in self._values:
             self._values[name] = self.variables[name]()
-        return across(self._values[name])
+        return self._values[name]
+
+    def __iter__(self):
+        return iter([*self.functions, *self.variables])
+
+    def __len__(self) -> int:
+        return len(self.functions) + len(self.variables)
+
+
+class FakeStudent(LiveStudent):
+    """A Student served by local functions, through the live transport of the self-check
+    (`autograder.sandbox.live`): values cross as they cross the real boundary, operators
+    are counted and budgeted, a spent budget fails the call."""
+
+    def __init__(self, functions: dict[str, Callable],
+                 variables: dict[str, Callable[[], object]] | None = None):
+        super().__init__(LazyNamespace(functions, variables))
 
 
 def run_checks(student: FakeStudent, exercise: str) -> dict[str, str]:
