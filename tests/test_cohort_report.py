@@ -14,7 +14,6 @@ from autograder.cohort.report import write_cohort_report
 from autograder.outcome import CohortEntry
 from tests.notebooks import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
 ASSIGNMENTS = {"engine": "tests/engine_assignment", "krylov": "assignments/krylov_hessian"}
 
 # Each payload, if it ran, would set window.pwned.
@@ -292,18 +291,6 @@ def test_nothing_graded(assignment, tmp_path):
 
 
 # In a real browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no system Chromium at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (pip install playwright)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM)
-        yield browser
-        browser.close()
 
 
 INNER_TEXTS = "cells => cells.map(c => c.innerText)"

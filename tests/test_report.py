@@ -332,7 +332,6 @@ def test_failed_write_leaves_previous_results(tmp_path, monkeypatch):
 
 # Student text is data for the templates: never markup, Markdown or template source
 
-CHROMIUM = "/usr/bin/chromium"
 # Each of these, if it ran, would set window.__pwned or open a dialog.
 INJECTIONS = ("<script>alert(1)</script>",
               "<script>window.__pwned = 1</script>",
@@ -458,18 +457,6 @@ def test_environments_escape_by_default():
     assert md_escape("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
     # A str operation drops the mark, so that nothing built from student text slips through.
     assert MARKDOWN.from_string("{{ f ~ s }}").render(f=Verbatim("_"), s="*") == "\\_\\*"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no system Chromium at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (pip install playwright)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM)
-        yield browser
-        browser.close()
 
 
 def open_feedback(browser, path: Path):

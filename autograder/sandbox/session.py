@@ -49,9 +49,10 @@ class _Lost(Exception):
     """The runner's stream ended or cannot be read; the message says how, for the cell."""
 
 
-def _well_formed(message: dict, op: str, index: int) -> bool:
-    """Whether a runner message is the one expected next, in the shape the session
-    reads: a cell can write to the runner's socket, so no field is trusted."""
+def _well_formed(message: dict, op: str, index: int | None = None) -> bool:
+    """Whether a runner message is the one expected next (for a cell's messages, of
+    cell `index`), in the shape the session reads: a cell can write to the runner's
+    socket, so no field is trusted."""
     if message.get("op") != op:
         return False
     if op == "confined":
@@ -167,7 +168,7 @@ class NotebookSession:
             message = protocol.receive(self.runner.sock) if ready else None
         except (EOFError, OSError, protocol.ProtocolError):
             message = None
-        if message is None or not _well_formed(message, "confined", 0):
+        if message is None or not _well_formed(message, "confined"):
             self.warnings.append("the runner failed to start")
             raise _NoRunner
         self._ready = True
