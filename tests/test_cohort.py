@@ -306,22 +306,30 @@ def test_a_task_past_its_wall_clock_limit_is_stopped_and_reported(assignment, tm
 
 
 def _processes_of(uids: range) -> list[int]:
+    """Live (not zombie) processes whose uid is in `uids`."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            uid = int((entry / "status").read_text().split("\nUid:")[1].split()[0])
+            status = (entry / "status").read_text()
+            uid = int(status.split("\nUid:")[1].split()[0])
         except (OSError, IndexError, ValueError):
             continue
-        if uid in uids:
+        if uid in uids and "\nState:\tZ" not in status:
             found.append(int(entry.name))
     return found
 
 
 def _work_that_dies_leaving_its_runners(task: Task) -> tuple[CohortEntry, str]:
-    """A worker killed mid-grade: its spare runner (started ahead by the warm-up) is
-    orphaned, in its own session, with its scratch folder and cgroups."""
+    """A worker killed mid-grade: the runner it took and the spare started ahead for
+    the next submission are orphaned, in their own sessions, with their scratch
+    folders and cgroups."""
+    from autograder.grader import RunnerSupply
     from autograder.sandbox.process import runner_uids
 
+    RunnerSupply(Assignment.load(ENGINE), spare=True).take()
+    uid = runner_uids(os.getpid())[0]  # the first runner's: a daemon its notebook started
+    subprocess.Popen(["sleep", "600"], start_new_session=True,
+                     preexec_fn=lambda: (os.setgid(uid), os.setuid(uid)))  # noqa: PLW1509
     owned = _processes_of(runner_uids(os.getpid()))
     with open(Path(task.feedback) / "dead-workers.txt", "a") as log:
         log.write(f"{os.getpid()} {len(owned)}\n")
@@ -340,7 +348,6 @@ def test_what_a_dead_worker_left_is_reaped_by_the_parent(assignment, tmp_path):
     assert [e.status for e in results] == ["error"]
     dead = [line.split() for line in (tmp_path / "dead-workers.txt").read_text().splitlines()]
     assert dead and all(int(count) >= 1 for _, count in dead)  # each left a runner behind
-    time.sleep(0.5)
     for pid, _ in dead:
         uids = runner_uids(int(pid))
         left = _processes_of(uids)
