@@ -28,6 +28,10 @@ Fixtures the engine provides:
   data (tensors, numbers, strings, containers, small `nn.Sequential` models)
   and `Operator`s made by `student.operator(...)`; `student.get(name)`
   reads a variable. What comes back is plain data, never a student object.
+  After a call, `student.changed` names what the call changed of its inputs
+  (`["v", "model's 0.weight"]`), beyond the rounding an undone in-place
+  perturbation leaves: a function that must not change its inputs is
+  checked with it.
 - `notebook` (`Notebook`): how the cells ran (`notebook.cells`, `CellRun`
   records) and what they drew (`notebook.figures`, `Figure` records with
   line data).

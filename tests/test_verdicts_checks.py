@@ -215,10 +215,29 @@ def test_fd_that_never_restores_the_model_loses_the_side_effect_check():
     student = _section1_student(ref.hvp_double_backward, ref.hvp_jvp_of_grad,
                                 _fd_in_place(restore=False))
     failing = _failing(student, "1.3")
-    assert set(failing) == {"test_fd_leaves_the_model_unchanged"}, failing
-    message = failing["test_fd_leaves_the_model_unchanged"]
-    assert "toy_mlp(seed=1)" in message and "v_test" in message
+    assert set(failing) == {"test_hvp_leaves_its_inputs_as_it_found_them"}, failing
+    message = failing["test_hvp_leaves_its_inputs_as_it_found_them"]
+    assert "hvp_finite_difference(model, X, y, v) changed model's" in message
     for exercise in ("1.1", "1.2", "1.4"):
+        assert not _failing(student, exercise), exercise
+
+
+def _normalizes_v_in_place(model, X, y, v):
+    """The right H v, computed on v divided by its norm in place, then scaled back
+    (verdicts_hvp_normalizes_v_in_place): the caller's v is left a unit vector."""
+    norm = v.norm()
+    v /= norm
+    return ref.hvp_double_backward(model, X, y, v) * norm
+
+
+def test_an_hvp_that_changes_v_in_place_loses_only_the_side_effect_check():
+    student = _section1_student(_normalizes_v_in_place, ref.hvp_jvp_of_grad,
+                                _fd_in_place(restore=True))
+    failing = _failing(student, "1.1")
+    assert set(failing) == {"test_hvp_leaves_its_inputs_as_it_found_them"}, failing
+    assert "hvp_double_backward(model, X, y, v) changed v of what it was called with" \
+        in failing["test_hvp_leaves_its_inputs_as_it_found_them"]
+    for exercise in ("1.2", "1.3", "1.4"):  # a perturb-and-restore leaves only rounding
         assert not _failing(student, exercise), exercise
 
 

@@ -107,6 +107,15 @@ def charge_budgets(name: str, args: tuple, kwargs: dict, lent: list[Operator]) -
                                          f"more than {op.budget} times{hint}")
 
 
+def inputs_changed(message: dict) -> list[str]:
+    """What a call reply says the call changed of its inputs, as plain short strings
+    (the runner is untrusted; a forged list can only cost its own submission)."""
+    changed = message.get("changed")
+    if not isinstance(changed, list):
+        return []
+    return [item[:120] for item in changed[:10] if isinstance(item, str)]
+
+
 def describe_call(name: str, args: tuple, kwargs: dict) -> str:
     """A call as a student would write it: operators by name, tensors by shape,
     numbers and short strings as they are (no hidden data is printed)."""
@@ -170,6 +179,7 @@ class StudentProxy(Lender):
 
     def __init__(self, sock: socket.socket, pid: int, runner: RunnerProcess, clock: CallClock):
         super().__init__()
+        self.changed: list[str] = []  # what the last call changed of its inputs
         self._sock = sock
         self._pid = pid
         self._runner = runner
@@ -200,6 +210,7 @@ class StudentProxy(Lender):
         even when the function caught the refusal and returned.
         """
         lent: list[Operator] = []
+        self.changed = []
         protocol.send(self._sock, {
             "op": "call", "name": name,
             "args": protocol.encode([self._encode(a, lent) for a in args]),
@@ -242,6 +253,7 @@ class StudentProxy(Lender):
             if op == "value":
                 if timed:
                     self._clock.took.append((name, time.monotonic() - started))
+                    self.changed = inputs_changed(message)
                 try:
                     return protocol.decode(message.get("value"))
                 except protocol.ProtocolError as exc:

@@ -26,7 +26,7 @@ from .calls import (
     redact_values,
 )
 from .records import CellRun, CellStatus
-from .runner import to_plain
+from .runner import to_plain, watch_inputs
 
 
 def _plain(value, what: str):
@@ -65,6 +65,7 @@ class LiveStudent(Lender):
     def __init__(self, namespace: dict):
         super().__init__()
         self._namespace = namespace
+        self.changed: list[str] = []  # what the last call changed of its inputs
 
     def get(self, name: str):
         """The value of a notebook variable, as plain data (a copy)."""
@@ -83,10 +84,14 @@ class LiveStudent(Lender):
         if not callable(target):
             raise StudentError(f"{name} is not a function")
         lent = [v for v in [*args, *kwargs.values()] if isinstance(v, Operator)]
+        self.changed = []
         try:
+            given, given_kwargs = self._lend(list(args)), self._lend(kwargs)
+            changed = watch_inputs(target, given, given_kwargs)
             with contextlib.redirect_stdout(io.StringIO()), \
                     contextlib.redirect_stderr(io.StringIO()):
-                value = target(*self._lend(args), **self._lend(kwargs))
+                value = target(*given, **given_kwargs)
+            self.changed = changed()
         except NotImplementedError:
             raise StudentError(f"{name} is not implemented yet (it raises "
                                "NotImplementedError)") from None

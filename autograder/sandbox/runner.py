@@ -233,14 +233,72 @@ def _with_operators(value, sock: socket.socket):
     return value
 
 
-def _reply_value(sock: socket.socket, value) -> None:
+def _reply_value(sock: socket.socket, value, changed: list[str] | None = None) -> None:
     try:
         encoded = protocol.encode(to_plain(value))
     except protocol.UnsupportedValue as exc:
         protocol.send(sock, {"op": "unsupported", "type": type(value).__name__,
                              "message": str(exc)})
         return
-    protocol.send(sock, {"op": "value", "value": encoded})
+    protocol.send(sock, {"op": "value", "value": encoded, "changed": changed or []})
+
+
+MAX_CHANGED = 10  # inputs a call is said to have changed, at most
+ROUNDING_ULPS = 8  # a perturb-and-restore in place may leave this much, relative to the tensor
+
+
+def _tensors(value, where: str, depth: int = 0):
+    """(where, tensor) of every tensor in what a call receives: arguments, their
+    items, a model's parameters and buffers."""
+    import torch
+
+    if depth > protocol.MAX_DEPTH:
+        return
+    if isinstance(value, torch.Tensor):
+        yield where, value
+    elif isinstance(value, torch.nn.Module):
+        for name, tensor in value.state_dict(keep_vars=True).items():
+            yield f"{where}'s {name}", tensor
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _tensors(item, f"{where}[{i}]", depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors(item, f"{where}[{key!r}]", depth + 1)
+
+
+def watch_inputs(target, args: list, kwargs: dict):
+    """Copies of every tensor a call of `target` receives, named as its signature
+    names them; returns a function listing those the call then changed beyond the
+    rounding an in-place perturb-and-restore leaves."""
+    import inspect
+
+    import torch
+
+    try:
+        named = dict(inspect.signature(target).bind(*args, **kwargs).arguments)
+    except (TypeError, ValueError):
+        named = {**{f"argument {i + 1}": a for i, a in enumerate(args)}, **kwargs}
+    watched = [(where, tensor, tensor.detach().clone())
+               for name, value in named.items() for where, tensor in _tensors(value, name)]
+
+    def changed() -> list[str]:
+        found = []
+        for where, tensor, before in watched:
+            after = tensor.detach()
+            if after.shape != before.shape or after.dtype != before.dtype:
+                found.append(where)
+            elif not before.is_floating_point() or not before.numel():
+                if not torch.equal(after, before):
+                    found.append(where)
+            else:
+                scale = before.abs().nan_to_num(0, 0, 0).max().item()
+                slack = ROUNDING_ULPS * torch.finfo(before.dtype).eps * scale
+                if not torch.allclose(after, before, rtol=0, atol=slack, equal_nan=True):
+                    found.append(where)
+        return found[:MAX_CHANGED]
+
+    return changed
 
 
 def serve_check(sock: socket.socket, namespace: dict) -> None:
@@ -265,14 +323,16 @@ def serve_check(sock: socket.socket, namespace: dict) -> None:
         kwargs = _with_operators(protocol.decode(request.get("kwargs", {"__dict__": {}})), sock)
         sink = CappedText()
         try:
+            changed = watch_inputs(target, args, kwargs)
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                 value = target(*args, **kwargs)
+            inputs_changed = changed()
         except BaseException as exc:  # noqa: BLE001 - student code may raise anything
             protocol.send(sock, {"op": "raised", "type": type(exc).__name__,
                                  "message": str(exc)[:500],
                                  "traceback": traceback.format_exc(limit=8)[-3000:]})
             continue
-        _reply_value(sock, value)
+        _reply_value(sock, value, inputs_changed)
 
 
 def serve_forks(sock: socket.socket, namespace: dict) -> None:

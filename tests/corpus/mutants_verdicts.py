@@ -16,7 +16,7 @@ Trivial answers (zeros, constants, echoes, noise) are in mutants_verdicts_trivia
 
 from tests.corpus import build
 from tests.corpus.mutants import register
-from tests.corpus.mutants_hvp import IN_PLACE_FD
+from tests.corpus.mutants_hvp import DOUBLE_BACKWARD, IN_PLACE_FD, USES_DOUBLE_BACKWARD
 from tests.corpus.mutants_lanczos import EXTRA_COLUMN, MASTER_TRACK, TEXTBOOK_NO_REORTH, _filled
 from tests.corpus.mutants_power import DEFLATED, POWER
 
@@ -237,6 +237,16 @@ register("verdicts_ritz_all_eigenvalues", "cheat", lambda: build.variant({
 }), loses=("6.0",))
 
 # --- Section 1: side effects ---------------------------------------------------------------
+
+# The right H v, from v divided by its norm in place and the answer scaled back: the
+# caller's v is left a unit vector.
+NORMALIZES_V_IN_PLACE = _replaced(_replaced(
+    DOUBLE_BACKWARD, "def hvp_double_backward(model, X, y, v):\n",
+    "def hvp_double_backward(model, X, y, v):\n    norm = v.norm()\n    v /= norm\n"),
+    "    return hv\n", "    return hv * norm\n")
+register("verdicts_hvp_normalizes_v_in_place", "bug",
+         lambda: build.variant({"ex1_1_code": NORMALIZES_V_IN_PLACE}), loses=("1.1",),
+         may_lose=USES_DOUBLE_BACKWARD + ("1.3", "1.4"))
 
 # Perturbs the parameters in place and never puts them back.
 NEVER_RESTORES = _replaced(IN_PLACE_FD, "    nudge(eps)  # put the weights back\n", "")
