@@ -9,9 +9,11 @@ raising AssertionError with a sentence for the student; pytest runs with
 plain asserts, so no introspected (hidden) values reach the message.
 """
 
+import ast
 import contextlib
 import io
 import random
+import re
 import signal
 import sys
 import threading
@@ -27,7 +29,8 @@ import pytest
 import torch
 
 from .outcome import CheckOutcome
-from .sandbox.calls import StudentError
+from .sandbox.calls import MissingName, StudentError
+from .sandbox.records import CellStatus
 
 if TYPE_CHECKING:
     from .sandbox.live import LiveSession
@@ -173,12 +176,27 @@ class GradingPlugin:
                              duration_s=time.monotonic() - self._started.get(item.nodeid, 0))
         if report.failed and call.excinfo is not None:
             check.message, check.staff_detail = _explain(call.excinfo)
+            if isinstance(call.excinfo.value, MissingName):
+                check.message = self._why_missing(call.excinfo.value.name) + check.message
         self._outcomes[item.nodeid] = check
         for function, seconds in self.session.clock.took:
             known, exercises = self.call_costs.get(function, (0.0, set()))
             self.call_costs[function] = (max(known, seconds), exercises | {exercise})
         self.session.clock.took.clear()
         self._report()
+
+    def _why_missing(self, name: str) -> str:
+        """The observation behind a missing name: the cell that defines it stopped
+        (an error, a timeout, or never ran) before it could; "" if none did."""
+        cells = getattr(getattr(self.session, "submission", None), "cells", ())
+        for cell in cells:
+            run = self.session.cells.get(cell.index)
+            if run is None or run.status == CellStatus.OK or not defines(cell.source, name):
+                continue
+            what = (run.error.splitlines()[0][:200] if run.error else
+                    "it ran out of time" if run.status == CellStatus.TIMEOUT else "it never ran")
+            return f"cell {cell.index}, which defines {name}, stopped before it did: {what}. "
+        return ""
 
     def _report(self) -> None:
         if self.on_check is not None:
@@ -192,6 +210,25 @@ def _of_exercise(item: pytest.Item, wanted: str) -> bool:
         return False
     exercise = _describe(item, marker)[0]
     return exercise == wanted or exercise.startswith(wanted + ".")
+
+
+def defines(source: str, name: str) -> bool:
+    """Whether a cell's code binds `name` at its top level or in a block (a def, a
+    class, an assignment, a for target, an import); unparsable code, if it names it."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return re.search(rf"\b{re.escape(name)}\b", source) is not None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) \
+                and node.name == name:
+            return True
+        if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Store):
+            return True
+        if isinstance(node, ast.Import | ast.ImportFrom) and any(
+                (alias.asname or alias.name.split(".")[0]) == name for alias in node.names):
+            return True
+    return False
 
 
 def _describe(item: pytest.Item, marker: pytest.Mark) -> tuple[str, str, float]:

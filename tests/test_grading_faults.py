@@ -209,3 +209,21 @@ def test_suites_with_the_same_module_names_do_not_mix_in_one_process(assignment,
     for suite, expected in ((ENGINE / "hidden", FULL), (strict, {**FULL, "A": 0.0}),
                             (ENGINE / "hidden", FULL)):
         assert scores(grade(path, assignment, suite=suite)) == expected, suite
+
+
+def test_a_name_missing_because_its_cell_failed_says_which_cell_and_why(assignment, tmp_path):
+    """The cell that defines square dies on an import before the def: the check says
+    what stopped it, not only that the name is missing."""
+    nb = variant({"exA_code": "import numpyy\n\ndef square(x):\n    return x * x"}, demo())
+    report = run(nb, assignment, tmp_path)
+    first = messages(report, "A").split(" | ")[0]
+    assert first.startswith("cell 2, which defines square, stopped before it did: "
+                            "ModuleNotFoundError: No module named 'numpyy'."), first
+    assert "does not define square" in first
+    assert scores(report) == {"A": 0.0, "B": 1.0, "C": 2.0}
+
+
+def test_a_name_never_written_keeps_the_plain_message(assignment, tmp_path):
+    nb = variant({"exA_code": "def squared(x):\n    return x * x"}, demo())
+    first = messages(run(nb, assignment, tmp_path), "A").split(" | ")[0]
+    assert first.startswith("the notebook does not define square;"), first

@@ -51,7 +51,12 @@ class UnsupportedReturn(StudentError):
 
 
 class MissingName(StudentError):
-    pass
+    """The notebook does not define `name` (when the check asked for it)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"the notebook does not define {name}; run every cell and keep the "
+                         "names the notebook uses")
+        self.name = name
 
 
 class OperatorBudgetExceeded(StudentError):
@@ -260,8 +265,7 @@ class StudentProxy(Lender):
                     raise UnsupportedReturn(f"{what} returned data the grader cannot read: "
                                             f"{exc}") from exc
             if op == "missing":
-                raise MissingName(f"the notebook does not define {name}; run every cell "
-                                  "and keep the names the notebook uses")
+                raise MissingName(name)
             if op == "not_callable":
                 raise StudentError(f"{name} is not a function")
             if op == "unsupported":

@@ -70,8 +70,7 @@ class LiveStudent(Lender):
     def get(self, name: str):
         """The value of a notebook variable, as plain data (a copy)."""
         if name not in self._namespace:
-            raise MissingName(f"the notebook does not define {name}; run every cell "
-                              "and keep the names the notebook uses")
+            raise MissingName(name)
         return _plain(self._namespace[name], f"the variable {name}")
 
     def call(self, name: str, *args, timeout_s: float | None = None, **kwargs):
@@ -79,8 +78,7 @@ class LiveStudent(Lender):
         `timeout_s` is accepted for the checks' sake and not enforced here."""
         target = self._namespace.get(name)
         if name not in self._namespace:
-            raise MissingName(f"the notebook does not define {name}; run every cell "
-                              "and keep the names the notebook uses")
+            raise MissingName(name)
         if not callable(target):
             raise StudentError(f"{name} is not a function")
         lent = [v for v in [*args, *kwargs.values()] if isinstance(v, Operator)]
