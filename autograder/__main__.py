@@ -247,9 +247,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _config_keys(args: argparse.Namespace) -> int:
-    from .schema import reference
+    from .schema import key_reference
 
-    print(reference(), end="")
+    print(key_reference(), end="")
     return 0
 
 

@@ -43,6 +43,9 @@ INTERNAL_ERROR = ("The grader could not complete this check because of an intern
 NOT_RUN = "not run: the grader stopped before this check"
 PAST_DEADLINE = "not run: the grading deadline was reached before this check"
 DEADLINE_MARGIN_S = 1.0  # a check needs at least this long to be worth starting
+# The alarm comes this long after the deadline, so that a call cut at the deadline
+# reports its own, more precise, reason first.
+ALARM_GRACE_S = 2.0
 OVERRAN = ("not finished: the grading deadline was reached during this check (the grader's "
            "own work on what the notebook defined, or the notebook's calls, took too long)")
 
@@ -69,7 +72,8 @@ def _alarm_at(deadline: float | None):
             raise DeadlineReached
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
+    signal.setitimer(signal.ITIMER_REAL,
+                     max(deadline + ALARM_GRACE_S - time.monotonic(), 0.001))
     try:
         yield
     finally:

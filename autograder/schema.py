@@ -3,7 +3,7 @@
 `validate` checks a parsed config against it before anything reads a value:
 an unknown key or a value of the wrong type is an error that names the file,
 the line and the key, with a "did you mean" for a near miss (a misspelled
-`visiblity` is refused, never ignored). `reference` renders the key
+`visiblity` is refused, never ignored). `key_reference` renders the key
 reference of the docs from the same declarations, so the two cannot drift
 (`tests/test_schema.py` compares it with `docs/assignment-toml.md`).
 """
@@ -193,7 +193,7 @@ GENERATED = ("<!-- Generated from autograder/schema.py by `autograder config-key
              "do not edit. -->")
 
 
-def reference() -> str:
+def key_reference() -> str:
     """The key reference of `docs/assignment-toml.md`, from the declarations."""
     titles = {"": "Top level", "release": "[release]", "grading": "[grading]",
               "exercises": "[[exercises]] (one per exercise)"}

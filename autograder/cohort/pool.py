@@ -31,6 +31,7 @@ from pathlib import Path
 from ..assignment import Assignment, AssignmentError
 from ..grader import RunnerSupply, grade, grader_version, usable_cpus, warm_up
 from ..outcome import CohortEntry, GradeReport, Status
+from ..render import valid_text
 from ..sandbox import CellStatus, reap_runners_of
 from ..submission import SubmissionError, load
 from .inputs import Input, find_inputs
@@ -47,7 +48,9 @@ class Task:
 
 
 def feedback_folder(student: str) -> str:
-    """A safe, unique folder name for a student id that may hold anything."""
+    """A safe, unique folder name for a student id that may hold anything (a lone
+    surrogate too: it is named as its escape, as the store keeps it)."""
+    student = valid_text(student)
     safe = re.sub(r"[^\w.@+-]", "_", student)[:80].strip("._") or "student"
     if safe != student:
         safe += "-" + hashlib.sha256(student.encode()).hexdigest()[:8]

@@ -244,6 +244,8 @@ def _reply_value(sock: socket.socket, value, changed: list[str] | None = None) -
 
 
 MAX_CHANGED = 10  # inputs a call is said to have changed, at most
+# The notebook may rebind builtins; what watches its calls keeps the originals.
+_isinstance, _enumerate = isinstance, enumerate
 ROUNDING_ULPS = 8  # a perturb-and-restore in place may leave this much, relative to the tensor
 
 
@@ -254,15 +256,15 @@ def _tensors(value, where: str, depth: int = 0):
 
     if depth > protocol.MAX_DEPTH:
         return
-    if isinstance(value, torch.Tensor):
+    if _isinstance(value, torch.Tensor):
         yield where, value
-    elif isinstance(value, torch.nn.Module):
+    elif _isinstance(value, torch.nn.Module):
         for name, tensor in value.state_dict(keep_vars=True).items():
             yield f"{where}'s {name}", tensor
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
+    elif _isinstance(value, list | tuple):
+        for i, item in _enumerate(value):
             yield from _tensors(item, f"{where}[{i}]", depth + 1)
-    elif isinstance(value, dict):
+    elif _isinstance(value, dict):
         for key, item in value.items():
             yield from _tensors(item, f"{where}[{key!r}]", depth + 1)
 
@@ -270,19 +272,30 @@ def _tensors(value, where: str, depth: int = 0):
 def watch_inputs(target, args: list, kwargs: dict):
     """Copies of every tensor a call of `target` receives, named as its signature
     names them; returns a function listing those the call then changed beyond the
-    rounding an in-place perturb-and-restore leaves."""
+    rounding an in-place perturb-and-restore leaves. Best effort: what it cannot
+    copy or compare (a notebook that broke torch or the builtins) it leaves out,
+    and it never fails the call."""
     import inspect
 
     import torch
 
     try:
         named = dict(inspect.signature(target).bind(*args, **kwargs).arguments)
-    except (TypeError, ValueError):
-        named = {**{f"argument {i + 1}": a for i, a in enumerate(args)}, **kwargs}
-    watched = [(where, tensor, tensor.detach().clone())
-               for name, value in named.items() for where, tensor in _tensors(value, name)]
+    except Exception:  # noqa: BLE001 - no signature, a call that does not fit it, a patch
+        named = {**{f"argument {i + 1}": a for i, a in _enumerate(args)}, **kwargs}
+    try:
+        watched = [(where, tensor, tensor.detach().clone()) for name, value in named.items()
+                   for where, tensor in _tensors(value, name)]
+    except Exception:  # noqa: BLE001 - the notebook's patches may break anything here
+        watched = []
 
     def changed() -> list[str]:
+        try:
+            return _compare()
+        except Exception:  # noqa: BLE001 - as above
+            return []
+
+    def _compare() -> list[str]:
         found = []
         for where, tensor, before in watched:
             after = tensor.detach()
