@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 
 from . import ENGINE
-from .assignment import Assignment, AssignmentError
+from .assignment import Assignment, AssignmentError, Budgets
 from .grader import grade, reject
 from .outcome import GradeReport
 from .submission import notebooks_in, pick_notebook
@@ -37,6 +37,18 @@ GRADESCOPE_MARGIN_S = 60
 def grade_deadline(timeout_s: int) -> int:
     """The whole grade's deadline inside a Gradescope run limited to `timeout_s`."""
     return timeout_s - GRADESCOPE_MARGIN_S
+
+
+def budgets_misfit(budgets: Budgets, timeout_s: int) -> str | None:
+    """Why the notebook's budget and the checks' reserve do not fit a Gradescope run
+    limited to `timeout_s` (whose deadline replaces grade_timeout_s), or None."""
+    deadline = grade_deadline(timeout_s)
+    if budgets.total_timeout_s + budgets.checks_reserve_s <= deadline:
+        return None
+    return (f"the notebook's total budget ({budgets.total_timeout_s:.0f} s) and the checks' "
+            f"reserve ({budgets.checks_reserve_s:.0f} s) do not fit Gradescope's {timeout_s} s "
+            f"limit: the grade must end by {deadline} s, {GRADESCOPE_MARGIN_S} s before it; "
+            "lower the budgets in assignment.toml or raise the limit (--timeout)")
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -119,13 +131,10 @@ def build_zip(assignment: Assignment, out: str | Path,
     """
     import torch  # the version this engine was tested with is the one installed there
 
-    budgets, deadline = assignment.budgets, grade_deadline(timeout_s)
-    if budgets.total_timeout_s + budgets.checks_reserve_s > deadline:
-        raise AssignmentError(
-            f"the notebook's total budget ({budgets.total_timeout_s:.0f} s) and the checks' "
-            f"reserve ({budgets.checks_reserve_s:.0f} s) do not fit Gradescope's {timeout_s} s "
-            f"limit: the grade must end by {deadline} s, {GRADESCOPE_MARGIN_S} s before it; "
-            "lower the budgets in assignment.toml or raise the limit (--timeout)")
+    deadline = grade_deadline(timeout_s)
+    misfit = budgets_misfit(assignment.budgets, timeout_s)
+    if misfit is not None:
+        raise AssignmentError(misfit)
     relative = assignment.root.relative_to(PROJECT).as_posix()
     run_limit = timeout_s - 30
     buffer = io.BytesIO()

@@ -32,11 +32,13 @@ class Finding:
 def validate(assignment: Assignment, timeout_s: int, progress=print) -> list[Finding]:
     """Every finding about the assignment, in the order they were made."""
     from .grader import costs_from, grade, grade_master, lost_points, write_costs
-    from .gradescope import GRADESCOPE_MARGIN_S, grade_deadline
+    from .gradescope import budgets_misfit
     from .release import build_release
 
-    findings = [_shape(assignment), _budgets(assignment, timeout_s, grade_deadline,
-                                             GRADESCOPE_MARGIN_S)]
+    misfit = budgets_misfit(assignment.budgets, timeout_s)
+    findings = [_shape(assignment),
+                Finding(misfit is None, f"the budgets fit Gradescope's {timeout_s} s limit",
+                        (misfit,) if misfit else ())]
     progress("grading the master with the hidden suite ...")
     hidden = grade_master(assignment)
     lost = lost_points(hidden)
@@ -83,17 +85,6 @@ def _shape(assignment: Assignment) -> Finding:
     return Finding(not orphans and total > 0,
                    f"every grade cell is an exercise's; {len(assignment.exercises)} exercises, "
                    f"{total:g} points", tuple(orphans))
-
-
-def _budgets(assignment: Assignment, timeout_s: int, deadline_of, margin_s: int) -> Finding:
-    budgets, deadline = assignment.budgets, deadline_of(timeout_s)
-    need = budgets.total_timeout_s + budgets.checks_reserve_s
-    fits = need <= deadline and budgets.grade_timeout_s <= deadline
-    why = (f"total_timeout_s + checks_reserve_s = {need:g} s and grade_timeout_s = "
-           f"{budgets.grade_timeout_s:g} s must both be at most {deadline} s ({margin_s} s "
-           "before the limit)")
-    return Finding(fits, f"the budgets fit Gradescope's {timeout_s} s limit",
-                   () if fits else (why,))
 
 
 def _checks_per_exercise(assignment: Assignment, report: GradeReport, suite: str) -> Finding:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from ..assignment import Assignment, AssignmentError
 from ..grader import RunnerSupply, grade, grader_version, usable_cpus, warm_up
 from ..outcome import CohortEntry, GradeReport, Status
 from ..render import valid_text
-from ..sandbox import CellStatus, reap_runners_of
+from ..sandbox import CellStatus, kill_processes, reap_runners_of
 from ..submission import SubmissionError, load
 from .inputs import Input, find_inputs
 from .store import ResultStore
@@ -212,7 +211,7 @@ def _run_pool(tasks: list[Task], assignment: Assignment, workers: int,
                                          f"{limit_s:.0f} s, the limit per submission; its "
                                          "worker was stopped"), code_digest(Path(task.notebook)))
                     if overdue:
-                        _kill_workers(seen)
+                        kill_processes(seen)
                         broken = True
                     if broken:
                         died.extend(task for task, _ in running.values())
@@ -221,14 +220,6 @@ def _run_pool(tasks: list[Task], assignment: Assignment, workers: int,
             for pid in seen:
                 reap_runners_of(pid)
     return died
-
-
-def _kill_workers(pids: set[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            continue
 
 
 def run_dask(tasks: list[Task], assignment: Assignment, address: str,
@@ -240,7 +231,8 @@ def run_dask(tasks: list[Task], assignment: Assignment, address: str,
     from distributed import Client, as_completed
 
     with Client(address) as client:
-        futures = {client.submit(grade_in_subprocess, task, str(assignment.root),
+        limit = assignment.budgets.grade_timeout_s + TASK_MARGIN_S
+        futures = {client.submit(grade_in_subprocess, task, str(assignment.root), limit,
                                  pure=False): task for task in tasks}
         for future in as_completed(futures):
             task = futures[future]
@@ -251,10 +243,11 @@ def run_dask(tasks: list[Task], assignment: Assignment, address: str,
                           code_digest(Path(task.notebook)))
 
 
-def grade_in_subprocess(task: Task, assignment_root: str) -> tuple[CohortEntry, str]:
-    """Run on a Dask worker: one submission, graded by a child Python within the
-    grade's deadline plus `TASK_MARGIN_S`; what a killed child left is reaped."""
-    limit = Assignment.load(assignment_root).budgets.grade_timeout_s + TASK_MARGIN_S
+def grade_in_subprocess(task: Task, assignment_root: str,
+                        limit: float) -> tuple[CohortEntry, str]:
+    """Run on a Dask worker: one submission, graded by a child Python within
+    `limit` seconds (the grade's deadline plus `TASK_MARGIN_S`); what a killed child
+    left is reaped."""
     child = subprocess.Popen([sys.executable, "-m", "autograder.cohort.pool", assignment_root,
                               json.dumps(asdict(task))], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True,

@@ -19,14 +19,14 @@ _EXPORTS = {
     "UnsupportedReturn": "calls", "MissingName": "calls",
     "OperatorBudgetExceeded": "calls",
     "ExecutionPolicy": "process", "Limits": "process", "RunnerProcess": "process",
-    "Workspace": "process", "reap_runners_of": "process",
+    "Workspace": "process", "reap_runners_of": "process", "kill_processes": "process",
     "CellRun": "records", "CellStatus": "records", "Figure": "records",
 }
 
 __all__ = ["CellRun", "CellStatus", "ExecutionPolicy", "Figure", "Limits", "MissingName",
            "NotebookSession", "Operator", "OperatorBudgetExceeded", "RunnerProcess",
            "StudentCrash", "StudentError", "StudentProxy", "StudentTimeout",
-           "UnsupportedReturn", "Workspace", "reap_runners_of"]
+           "UnsupportedReturn", "Workspace", "kill_processes", "reap_runners_of"]
 
 
 def __getattr__(name: str):

@@ -161,7 +161,7 @@ def reap_runners_of(grader_pid: int) -> int:
         victims = {pid for pid in _process_table() if _uid_of(pid) in uids}
         if not victims:
             break
-        _kill(victims)
+        kill_processes(victims)
         killed += len(victims)
         time.sleep(0.05)
     for controller in ("pids", "memory"):
@@ -409,7 +409,7 @@ class RunnerProcess:
         """Kill everything the notebook left running except the runner itself,
         so background processes cannot eat the process budget of the checks."""
         strays = self._members(_process_table()) - {self.pid}
-        _kill(strays)
+        kill_processes(strays)
         _reap(strays)
 
     def interrupt(self) -> None:
@@ -434,12 +434,13 @@ class RunnerProcess:
             victims = self._members(_process_table())
             if not victims:
                 break
-            _kill(victims)
+            kill_processes(victims)
             time.sleep(0.02)
             _reap(victims - {self.pid})  # the runner itself is Popen.wait's to reap
 
 
-def _kill(pids: set[int]) -> None:
+def kill_processes(pids: set[int]) -> None:
+    """SIGKILL each of `pids` that still exists."""
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
