@@ -171,14 +171,24 @@ def _checks(args: argparse.Namespace) -> int:
 
 
 def _costs(args: argparse.Namespace) -> int:
-    from .grader import measure_costs, write_costs
+    from .grader import KEY_FILE, measure_costs
 
     assignment = _assignment(args.assignment)
     print(f"Grading the master of {assignment.name} to measure its costs ...")
     costs = measure_costs(assignment)
-    write_costs(assignment, costs)
     print(f"{len(costs['cells'])} cells and {len(costs['calls'])} functions measured; "
-          f"written to {assignment.costs_path}")
+          f"written to {assignment.costs_path}, with the answer key {KEY_FILE}")
+    return 0
+
+
+def _key(args: argparse.Namespace) -> int:
+    from .grader import KEY_FILE, build_answer_key
+
+    assignment = _assignment(args.assignment)
+    print(f"Grading the master of {assignment.name} to record its answer key ...")
+    key = build_answer_key(assignment)
+    print(f"{len(key.entries)} reference results written to {assignment.root / KEY_FILE} "
+          f"for grader version {key.version}")
     return 0
 
 
@@ -191,11 +201,13 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _gradescope_build(args: argparse.Namespace) -> int:
+    from .grader import key_state
     from .gradescope import build_zip
 
-    path = build_zip(_assignment(args.assignment), args.out, args.timeout)
-    print(f"autograder zip written to {path} ({path.stat().st_size / 2**20:.1f} MB); "
-          "upload it under Configure Autograder > Zip file upload")
+    assignment = _assignment(args.assignment)
+    path = build_zip(assignment, args.out, args.timeout)
+    print(f"autograder zip written to {path} ({path.stat().st_size / 2**20:.1f} MB; answer "
+          f"key {key_state(assignment)}); upload it under Configure Autograder > Zip file upload")
     return 0
 
 
@@ -211,7 +223,7 @@ def _version(assignment_path: str | None) -> int:
     """The engine's version, and the digest that ties stored results to this grader."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from .grader import grader_version
+    from .grader import grader_version, key_state
 
     try:
         engine = version(DISTRIBUTION)
@@ -223,7 +235,8 @@ def _version(assignment_path: str | None) -> int:
     except AssignmentError as exc:
         print(f"(no grader version: {exc})")
         return 0
-    print(f"{assignment.name}: grader version {grader_version(assignment)}")
+    print(f"{assignment.name}: grader version {grader_version(assignment)}, "
+          f"answer key {key_state(assignment)}")
     return 0
 
 
@@ -298,9 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--assignment", help="assignment folder (default: the only one)")
     listing.set_defaults(run=_checks)
     costs = commands.add_parser("costs", help="measure the master's cost per cell and per "
-                                "checked function (costs.json), which the budgets scale")
+                                "checked function (costs.json), which the budgets scale, "
+                                "and record its answer key")
     costs.add_argument("--assignment", help="assignment folder (default: the only one)")
     costs.set_defaults(run=_costs)
+    key = commands.add_parser("key", help="record the answer key: the reference results "
+                              "of the master's hidden grade, read by every later grade")
+    key.add_argument("--assignment", help="assignment folder (default: the only one)")
+    key.set_defaults(run=_key)
     new = commands.add_parser("new", help="scaffold a new assignment that validates and "
                               "grades out of the box")
     new.add_argument("name", help="its name: lowercase letters, digits, underscores")

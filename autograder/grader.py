@@ -7,6 +7,7 @@ files. The submission's code only ever runs in the runner.
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
@@ -28,6 +29,7 @@ from .sandbox.process import ExecutionPolicy, Limits, RunnerProcess, Workspace
 from .submission import Submission, SubmissionError, load
 
 if TYPE_CHECKING:
+    from .answers import AnswerKey
     from .plugin import GradingPlugin
 
 
@@ -49,6 +51,40 @@ def grader_version(assignment: Assignment) -> str:
                 digest.update(path.name.encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+KEY_FILE = "answer_key.pt"  # beside assignment.toml
+
+
+def answer_key(assignment: Assignment) -> "AnswerKey | None":
+    """The assignment's answer key, if one was written for this grader version."""
+    path = assignment.root / KEY_FILE
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _read_key(path, stamp, grader_version(assignment))
+
+
+def key_state(assignment: Assignment) -> str:
+    """Whether the answer key is current, for staff: grading without one is correct,
+    only slower (every reference result is computed)."""
+    from .answers import stored_version
+
+    path = assignment.root / KEY_FILE
+    if not path.is_file():
+        return f"absent ({KEY_FILE}: `autograder costs` writes it)"
+    if stored_version(path) != grader_version(assignment):
+        return f"stale ({KEY_FILE} is another grader version's: `autograder costs` rewrites it)"
+    return "current"
+
+
+@functools.lru_cache(maxsize=4)
+def _read_key(path: Path, stamp: int, version: str) -> "AnswerKey | None":
+    """Read once per file version and grader version: a cohort worker grades many."""
+    from .answers import AnswerKey
+
+    return AnswerKey.read(path, version)
 
 
 def policy_for(assignment: Assignment) -> ExecutionPolicy:
@@ -161,10 +197,12 @@ class RunnerSupply:
 def grade(submission_path: str | Path, assignment: Assignment,
           out_dir: str | Path | None = None, suite: Path | None = None,
           runners: RunnerSupply | None = None, deadline_s: float | None = None,
-          on_cell: Callable[[int, int], None] | None = None) -> GradeReport:
+          on_cell: Callable[[int, int], None] | None = None,
+          answers: "AnswerKey | None" = None) -> GradeReport:
     """Grade one notebook file with `suite` (default: the hidden one); write the
     outputs into out_dir if given. `runners` may hold a runner started early;
-    `on_cell(n, N)` hears each code cell start.
+    `on_cell(n, N)` hears each code cell start. The checks look their reference
+    results up in `answers` (default: the assignment's answer key, if current).
 
     Everything, execution and checks, ends within `deadline_s` (default: the
     assignment's grade_timeout_s). With `out_dir`, results.json is written
@@ -192,7 +230,7 @@ def grade(submission_path: str | Path, assignment: Assignment,
         if out is not None:
             write_results(report, out)
         _grade_submission(submission, assignment, suite, report,
-                          runners or RunnerSupply(assignment), deadline, out, on_cell)
+                          runners or RunnerSupply(assignment), deadline, out, on_cell, answers)
         report.complete = True
     report.execution_time = round(time.monotonic() - started, 3)
     if out is not None:
@@ -200,10 +238,11 @@ def grade(submission_path: str | Path, assignment: Assignment,
     return report
 
 
-def grade_master(assignment: Assignment, suite: Path | None = None) -> GradeReport:
+def grade_master(assignment: Assignment, suite: Path | None = None,
+                 answers: "AnswerKey | None" = None) -> GradeReport:
     """The master graded with flat budgets (not those scaled from its own costs)."""
     return grade(assignment.master, dataclasses.replace(assignment, costs=Costs({}, {})),
-                 suite=suite)
+                 suite=suite, answers=answers)
 
 
 def lost_points(report: GradeReport) -> list[str]:
@@ -213,9 +252,43 @@ def lost_points(report: GradeReport) -> list[str]:
     return lost + report.staff_notes + ([report.reason] if report.reason else [])
 
 
+def recording_key() -> "AnswerKey":
+    """An empty answer key that keeps every reference result computed while in use."""
+    from .answers import AnswerKey
+
+    key = AnswerKey(version="")
+    key.recording = True
+    return key
+
+
+def write_answer_key(assignment: Assignment, key: "AnswerKey") -> Path:
+    """Store a key recorded on the master's hidden grade under the grader version as it
+    is now (after costs.json is written: the results depend on code and inputs only)."""
+    key.version = grader_version(assignment)
+    path = assignment.root / KEY_FILE
+    key.write(path)
+    return path
+
+
+def build_answer_key(assignment: Assignment) -> "AnswerKey":
+    """Grade the master with the hidden suite, recording, and write the answer key."""
+    key = recording_key()
+    lost = lost_points(grade_master(assignment, answers=key))
+    if lost:
+        raise AssignmentError("the master notebook does not score full marks, so the answer "
+                              "key would miss its results: " + "; ".join(lost[:5]))
+    write_answer_key(assignment, key)
+    return key
+
+
 def measure_costs(assignment: Assignment) -> dict:
-    """Grade the master with flat budgets and return what `costs.json` holds."""
-    return costs_from(grade_master(assignment), assignment)
+    """Grade the master with flat budgets, write `costs.json` and the answer key, and
+    return the costs."""
+    key = recording_key()
+    costs = costs_from(grade_master(assignment, answers=key), assignment)
+    write_costs(assignment, costs)
+    write_answer_key(assignment, key)
+    return costs
 
 
 def costs_from(report: GradeReport, assignment: Assignment) -> dict:
@@ -273,12 +346,16 @@ def blank_report(name: str, assignment: Assignment) -> GradeReport:
 
 def _grade_submission(submission: Submission, assignment: Assignment, suite: Path,
                       report: GradeReport, runners: RunnerSupply, deadline: float,
-                      out: Path | None,
-                      on_cell: Callable[[int, int], None] | None = None) -> "GradingPlugin":
+                      out: Path | None, on_cell: Callable[[int, int], None] | None,
+                      answers: "AnswerKey | None") -> "GradingPlugin":
     workspace, runner = runners.take()
     policy = policy_for(assignment)
     # Imported only now: torch and pytest load here while the runner loads its own.
+    from .answers import using
     from .plugin import run_suite
+
+    if answers is None:
+        answers = answer_key(assignment)
     from .sandbox.session import NotebookSession
 
     session = NotebookSession(submission, workspace, policy, runner, deadline)
@@ -301,7 +378,8 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
         report.cells = [session.cells[i] for i in sorted(session.cells)]
         report.figures = list(session.figures)
         report.warnings.extend(session.warnings)
-        plugin = run_suite(suite, session, progress)
+        with using(answers):
+            plugin = run_suite(suite, session, progress)
     finally:
         session.close()
         workspace.remove()

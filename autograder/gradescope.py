@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import ENGINE
 from .assignment import Assignment, AssignmentError, Budgets
-from .grader import grade, reject
+from .grader import KEY_FILE, grade, key_state, reject
 from .outcome import GradeReport
 from .submission import notebooks_in, pick_notebook
 
@@ -100,7 +100,9 @@ FAILURE = ("The autograder could not finish grading this submission (it was stop
 
 
 def _sources(assignment: Assignment) -> list[Path]:
-    """Every file the zip carries besides the two scripts."""
+    """Every file the zip carries besides the two scripts (an answer key only if it is
+    this grader version's)."""
+    stale_key = None if key_state(assignment) == "current" else assignment.root / KEY_FILE
     roots = [PROJECT / "pyproject.toml", PROJECT / "README.md", ENGINE, assignment.root,
              *assignment.depends]
     files = []
@@ -109,7 +111,8 @@ def _sources(assignment: Assignment) -> list[Path]:
             raise AssignmentError(f"{root} is outside the project {PROJECT}; the zip mirrors "
                                   "the project's layout")
         for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
-            if path.is_file() and not SKIPPED & set(path.parts) and path.suffix != ".pyc":
+            if path.is_file() and not SKIPPED & set(path.parts) and path.suffix != ".pyc" \
+                    and path != stale_key:
                 files.append(path)
     return files
 

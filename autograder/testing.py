@@ -36,6 +36,16 @@ Fixtures the engine provides:
   records) and what they drew (`notebook.figures`, `Figure` records with
   line data).
 
+A reference computation whose result depends only on its arguments (an
+exact Hessian's spectrum) is marked `@answer`: its results are stored by the
+content of the arguments, in the assignment's answer key (written when the
+master is graded by `autograder costs` or `validate`) and in memory, so
+that a cohort computes each truth once::
+
+    @answer
+    def spectrum(model, X, y):
+        return torch.linalg.eigvalsh(reference.dense_hessian(model, X, y))
+
 The readers (`number`, `vector`, `numbers`, `matrix`) turn an answer into
 plain floats or float64 tensors, accepting every container a correct style
 may return, or fail the check with a sentence that says what was found.
@@ -46,6 +56,7 @@ import math
 import pytest
 import torch
 
+from .answers import answer
 from .sandbox.calls import (
     MissingName,
     Operator,
@@ -61,7 +72,7 @@ from .sandbox.session import NotebookSession
 
 __all__ = ["CellRun", "CellStatus", "Figure", "MissingName", "Notebook", "Operator",
            "OperatorBudgetExceeded", "Student", "StudentCrash", "StudentError",
-           "StudentTimeout", "UnsupportedReturn", "check", "matrix", "number", "numbers",
+           "StudentTimeout", "UnsupportedReturn", "answer", "check", "matrix", "number", "numbers",
            "vector"]
 
 check = pytest.mark.check

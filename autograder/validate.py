@@ -31,7 +31,16 @@ class Finding:
 
 def validate(assignment: Assignment, timeout_s: int, progress=print) -> list[Finding]:
     """Every finding about the assignment, in the order they were made."""
-    from .grader import costs_from, grade, grade_master, lost_points, write_costs
+    from .grader import (
+        KEY_FILE,
+        costs_from,
+        grade,
+        grade_master,
+        lost_points,
+        recording_key,
+        write_answer_key,
+        write_costs,
+    )
     from .gradescope import budgets_misfit
     from .release import build_release
 
@@ -40,7 +49,8 @@ def validate(assignment: Assignment, timeout_s: int, progress=print) -> list[Fin
                 Finding(misfit is None, f"the budgets fit Gradescope's {timeout_s} s limit",
                         (misfit,) if misfit else ())]
     progress("grading the master with the hidden suite ...")
-    hidden = grade_master(assignment)
+    key = recording_key()
+    hidden = grade_master(assignment, answers=key)
     lost = lost_points(hidden)
     master_full = not lost
     findings.append(Finding(master_full, "the master scores full marks on the hidden suite",
@@ -67,9 +77,12 @@ def validate(assignment: Assignment, timeout_s: int, progress=print) -> list[Fin
     findings.append(_slowest(hidden))
     if master_full:
         write_costs(assignment, costs_from(hidden, assignment))
+        write_answer_key(assignment, key)
         costs = json.loads(assignment.costs_path.read_text())
-        findings.append(Finding(None, f"costs recorded in {assignment.costs_path.name}", (
-            f"{len(costs['cells'])} cells, {len(costs['calls'])} checked functions",)))
+        findings.append(Finding(None, f"costs recorded in {assignment.costs_path.name} and "
+                                f"the answer key in {KEY_FILE}", (
+            (f"{len(costs['cells'])} cells, {len(costs['calls'])} checked functions, "
+             f"{len(key.entries)} reference results"),)))
     return findings
 
 

@@ -18,7 +18,6 @@ converges, and eigenvalues computed from it carry errors of ~1e-6 ||A||.
 """
 
 import functools
-import hashlib
 
 import torch
 from torch import nn
@@ -88,52 +87,6 @@ CONSISTENCY_RTOL = 1e-4  # fp32 work: eig(Q^T A Q) vs Ritz values agree to ~2e-6
 # identity's columns and random orthonormal bases are off by O(1).
 UNIT_TOL = 1e-3
 KRYLOV_RTOL = 1e-4
-
-
-# --- caching truths by content ----------------------------------------------------------
-
-
-def content_key(*values) -> str:
-    """A digest of tensors, models (architecture and weights), numbers and strings.
-
-    Truths computed from a student's model (the notebook's own, fetched) are
-    cached under it: every notebook of a cohort builds the same model, and
-    two checks of one notebook often need the same truth.
-    """
-    digest = hashlib.sha256()
-
-    def add(value) -> None:
-        if isinstance(value, torch.Tensor):
-            tensor = value.detach().contiguous().cpu()
-            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
-                          if tensor.numel() else b"")
-        elif isinstance(value, nn.Module):
-            digest.update(repr(value).encode())
-            for tensor in value.state_dict().values():
-                add(tensor)
-        else:
-            digest.update(repr(value).encode())
-
-    for value in values:
-        add(value)
-    return digest.hexdigest()
-
-
-def by_content(function):
-    """Cache `function`'s result under the content of its arguments (the last 8)."""
-    cache: dict[str, object] = {}
-
-    @functools.wraps(function)
-    def cached(*args):
-        key = content_key(*args)
-        if key not in cache:
-            if len(cache) >= 8:
-                cache.pop(next(iter(cache)))
-            cache[key] = function(*args)
-        return cache[key]
-
-    return cached
 
 
 # --- fixtures: hidden matrices, all built in fp64 from private generators ------------

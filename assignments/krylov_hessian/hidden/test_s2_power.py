@@ -20,7 +20,6 @@ import math
 import torch
 from krylov_checks import (
     EIG_RTOL,
-    by_content,
     count_params,
     eigenvalues_from,
     notebook_toy_problem,
@@ -28,7 +27,7 @@ from krylov_checks import (
 )
 from torch import nn
 
-from autograder.testing import check, number, vector
+from autograder.testing import answer, check, number, vector
 from fixtures import spectra
 from fixtures.models import hvp_case
 from reference import krylov_hessian as ref
@@ -403,7 +402,7 @@ def test_tied_top_pair(student):
 # --- Exercise 2.3: power iteration on the Hessian ------------------------------
 
 
-@by_content
+@answer
 def _dominant(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
     """Largest-magnitude eigenpair of the loss Hessian, exact in fp64 (cached by content)."""
     values, vectors = torch.linalg.eigh(ref.dense_hessian(model, X, y))

@@ -15,9 +15,9 @@ Hessian spectrum, materialized here in fp64.
 """
 
 import torch
-from krylov_checks import EIG_RTOL, by_content, eigenvalues_from, notebook_toy_problem, signed_top
+from krylov_checks import EIG_RTOL, eigenvalues_from, notebook_toy_problem, signed_top
 
-from autograder.testing import check, vector
+from autograder.testing import answer, check, vector
 from fixtures import spectra
 from reference import krylov_hessian as ref
 
@@ -203,7 +203,7 @@ def _toy_hessian_top10(student) -> torch.Tensor:
     return _top10(model, X, y.long())
 
 
-@by_content
+@answer
 def _top10(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ref.top_by_magnitude(torch.linalg.eigvalsh(ref.dense_hessian(model, X, y)), 10)
 
