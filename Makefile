@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo release lint bench bench-gradescope bench-cohort
+.PHONY: setup test demo release lint bench
 
 setup: $(STAMP)
 
@@ -48,13 +48,6 @@ demo: setup
 	done
 	@echo; echo "feedback: build/demo/<name>/feedback.html"
 
+# Every performance target, each beside floors measured in the same run (~15 min).
 bench: setup
 	$(PY) benchmarks/grading.py
-
-# Cohort throughput with 1 and 2 workers, warm overhead, RSS per worker.
-bench-cohort: setup
-	$(PY) benchmarks/cohort.py
-
-# Grading under Gradescope's default container limits (root, cgroup v1).
-bench-gradescope: setup
-	$(PY) benchmarks/gradescope_container.py

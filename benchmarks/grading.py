@@ -1,114 +1,111 @@
-"""Grading cost of one submission, measured side by side in one run.
+"""Grading cost against the notebook's own cost, every row measured in one run.
 
-    python benchmarks/grading.py            (or: make bench)
+    python benchmarks/grading.py            (or: make bench; about 15 minutes)
 
-Prints, for the reference solution notebook:
-- the floor: its code cells run once as a plain python script, one thread;
-- a full `autograder grade` of it, and the ratio grade / floor (target <= 1.3);
-- the fixed per-submission cost: a cold `autograder grade` of the unfilled
-  release (target <= 4 s);
-- the peak memory of all grading processes together, summed as PSS so that
-  pages the runner's forks share are counted once (target <= 768 MB).
+The floor of a submission is its code cells run once by plain Python with
+one torch thread (`measure.floor`); every row sets a grade beside floors
+measured in the same run:
+
+- the solution: cold `autograder grade` / floor, and the peak PSS of all
+  grading processes;
+- the unfilled release: cold grade minus floor (the fixed cost per submission);
+- a warm cohort worker: extra wall time per additional unfilled release, minus
+  its floor;
+- 24 mixed submissions with the default workers: wall / (sum of floors / CPUs);
+- Gradescope's default container (768 MB, half a CPU): grade / floor of the
+  solution inside the same limits, and the grade's peak anonymous memory.
+
+The answer key is recorded first, as `autograder validate` leaves it and the
+Gradescope zip carries it.
 """
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-
-import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import cohort
+import measure
+
+from autograder.grader import usable_cpus
 from tests.corpus import build
+from tests.notebooks import ASSIGNMENT
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, []))
-    return found
+COHORT_SIZE = 24
+GRADESCOPE_MB, GRADESCOPE_CPUS = 768, 0.5
 
 
-def _pss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
-
-
-def measure(cmd: list[str], cwd: Path = ROOT) -> tuple[float, float]:
-    """Wall seconds and peak summed PSS (MB) of a command's process tree."""
-    start = time.perf_counter()
-    process = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    peak = [0.0]
-
-    def sample() -> None:
-        while process.poll() is None:
-            peak[0] = max(peak[0], _pss_mb(_descendants(process.pid)))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, stderr = process.communicate()
-    elapsed = time.perf_counter() - start
-    sampler.join()
-    if process.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr.decode()[-2000:]}")
-    return elapsed, peak[0]
-
-
-def plain_script(nb: nbformat.NotebookNode) -> str:
-    """The notebook's code cells as one script, one torch thread."""
-    cells = [c.source for c in nb.cells if c.cell_type == "code"]
-    return "import torch\ntorch.set_num_threads(1)\n" + "\n\n".join(cells) + "\n"
+def row(label: str, value: float, unit: str, target: str, passed: bool) -> None:
+    print(f"{label:<58}{value:9.2f} {unit:<3} target {target:<8} "
+          f"{'ok' if passed else 'MISSED'}", flush=True)
 
 
 def main() -> None:
-    master = build.master()
+    subprocess.run([sys.executable, "-m", "autograder", "key", "--assignment", str(ASSIGNMENT)],
+                   cwd=ROOT, env=measure.ENV, check=True, stdout=subprocess.DEVNULL)
+    cpus = usable_cpus()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        notebook_dir = ROOT / "assignments" / "krylov_hessian" / "master"
-        script = tmp / "solution.py"
-        script.write_text(plain_script(master))
-        floor, floor_mem = measure([sys.executable, str(script)], cwd=notebook_dir)
-        solution = build.write(master, tmp / "solution.ipynb")
+        solution = build.write(build.master(), tmp / "solution.ipynb")
         unfilled = build.write(build.unfilled(), tmp / "unfilled.ipynb")
-        grade_cmd = [sys.executable, "-m", "autograder", "grade"]
-        graded, graded_mem = measure([*grade_cmd, str(solution), "--out", str(tmp / "a")])
-        score = json.loads((tmp / "a" / "results.json").read_text())["score"]
-        fixed, fixed_mem = measure([*grade_cmd, str(unfilled), "--out", str(tmp / "b")])
-    print(f"{'bare execution (python script, 1 thread)':<46}{floor:7.2f} s  {floor_mem:6.0f} MB")
-    print(f"{'grade reference solution':<46}{graded:7.2f} s  {graded_mem:6.0f} MB"
-          f"   score {score:g}")
-    print(f"{'grade unfilled release (fixed cost, cold)':<46}{fixed:7.2f} s  {fixed_mem:6.0f} MB")
-    print()
-    print(f"grade / bare ratio: {graded / floor:.2f}   (target <= 1.3)")
-    print(f"fixed per-submission cost: {fixed:.2f} s   (target <= 4 s)")
-    print(f"peak memory, all grading processes (PSS): {graded_mem:.0f} MB   (target <= 768 MB)")
+        print(f"{cpus:g} CPUs; floors and grades measured side by side\n", flush=True)
+
+        floor, floor_mb = measure.floor(solution)
+        graded, graded_mb, score = measure.grade(solution, tmp / "a")
+        print(f"solution: floor {floor:.2f} s ({floor_mb:.0f} MB), grade {graded:.2f} s "
+              f"(score {score:g})")
+        row("solution: grade / floor", graded / floor, "", "<= 1.2", graded / floor <= 1.2)
+        row("peak PSS of all grading processes, solution", graded_mb, "MB", "<= 768",
+            graded_mb <= 768)
+
+        empty_floor, _ = measure.floor(unfilled)
+        empty, _, _ = measure.grade(unfilled, tmp / "b")
+        print(f"unfilled release: floor {empty_floor:.2f} s, grade {empty:.2f} s")
+        row("unfilled release: grade - floor, cold", empty - empty_floor, "s", "<= 1.5",
+            empty - empty_floor <= 1.5)
+
+        one, _ = cohort.timed(cohort.unfilled(tmp / "u1", 1), workers=1)
+        nine, _ = cohort.timed(cohort.unfilled(tmp / "u9", 9), workers=1)
+        warm = (nine - one) / 8
+        print(f"warm worker: {warm:.2f} s per additional unfilled release")
+        row("cohort warm overhead per submission (grade - floor)", warm - empty_floor, "s",
+            "<= 0.5", warm - empty_floor <= 0.5)
+
+        mixed = cohort.mixed(tmp / "mixed", COHORT_SIZE)
+        floors = [measure.floor(path)[0] for path in mixed]
+        wall, rss = cohort.timed(tmp / "mixed")
+        ideal = sum(floors) / cpus
+        print(f"{COHORT_SIZE} mixed: sum of floors {sum(floors):.1f} s, wall {wall:.1f} s with "
+              f"the default workers (peak RSS per worker: "
+              f"{', '.join(f'{mb:.0f} MB' for mb in rss)})")
+        row(f"cohort of {COHORT_SIZE} mixed: wall / (sum of floors / CPUs)", wall / ideal, "",
+            "<= 1.3", wall / ideal <= 1.3)
+
+        if not measure.Container.available():
+            print("Gradescope limits: not measured (needs root and cgroup v1 memory and cpu)")
+            return
+        container = measure.Container(f"autograder-bench-{os.getpid()}", GRADESCOPE_MB,
+                                      GRADESCOPE_CPUS)
+        try:
+            limited_floor, _ = measure.floor(solution, container)
+            container.reset()
+            limited, _, score = measure.grade(solution, tmp / "c", container)
+            print(f"Gradescope limits ({GRADESCOPE_MB} MB, {GRADESCOPE_CPUS:g} CPU): floor "
+                  f"{limited_floor:.1f} s, grade {limited:.1f} s (score {score:g}); "
+                  f"limit hit {container.stat('memory.failcnt')} times, "
+                  f"OOM kills {container.oom_kills()}")
+            row("Gradescope limits: grade / floor", limited / limited_floor, "", "<= 1.5",
+                limited / limited_floor <= 1.5)
+            share = 100 * container.peak_anonymous_mb / GRADESCOPE_MB
+            row("Gradescope limits: peak anonymous memory of the grade", share, "%",
+                "<= 70", share <= 70)
+        finally:
+            container.remove()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,171 @@
+"""What the benchmarks share: a notebook's floor, and a command's time and memory.
+
+The floor of a submission is its own code cells run once by plain Python
+with one torch thread, each cell to its end or its first error (as a
+notebook runs), in the folder the notebook sits in.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+NOTEBOOK_DIR = ROOT / "assignments" / "krylov_hessian" / "master"  # where `..` holds src/
+CGROUPS = Path("/sys/fs/cgroup")
+
+FLOOR_SCRIPT = """\
+import json, sys, traceback
+import torch
+torch.set_num_threads(1)
+namespace = {"__name__": "__main__"}
+for number, source in enumerate(json.load(open(sys.argv[1]))):
+    try:
+        exec(compile(source, f"<cell {number}>", "exec"), namespace)
+    except BaseException:
+        traceback.print_exc(limit=1)
+"""
+
+
+def code_cells(notebook: Path) -> list[str]:
+    nb = nbformat.read(str(notebook), as_version=4)
+    return [cell.source for cell in nb.cells if cell.cell_type == "code"]
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def _pss_mb(pids: list[int]) -> float:
+    """Summed PSS: pages the runner's forks share are counted once."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def measure(cmd: list[str], cwd: Path = ROOT, container: "Container | None" = None,
+            timeout_s: float = 900) -> tuple[float, float]:
+    """Wall seconds and peak summed PSS (MB) of a command's process tree, run inside
+    `container` if given."""
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE,
+                               preexec_fn=container.enter if container else None)  # noqa: PLW1509
+    peak = [0.0]
+
+    def sample() -> None:
+        while process.poll() is None:
+            peak[0] = max(peak[0], _pss_mb(_descendants(process.pid)))
+            if container is not None:
+                container.sample()
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, stderr = process.communicate(timeout=timeout_s)
+    elapsed = time.perf_counter() - start
+    sampler.join()
+    if process.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr.decode()[-2000:]}")
+    return elapsed, peak[0]
+
+
+def floor(notebook: Path, container: "Container | None" = None) -> tuple[float, float]:
+    """The notebook's floor: wall seconds and peak PSS (MB)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cells = Path(tmp) / "cells.json"
+        cells.write_text(json.dumps(code_cells(notebook)))
+        return measure([sys.executable, "-c", FLOOR_SCRIPT, str(cells)], NOTEBOOK_DIR,
+                       container)
+
+
+def grade(notebook: Path, out: Path, container: "Container | None" = None,
+          ) -> tuple[float, float, float]:
+    """A cold `autograder grade`: wall seconds, peak PSS (MB), score."""
+    elapsed, peak = measure([sys.executable, "-m", "autograder", "grade", str(notebook),
+                             "--out", str(out)], container=container)
+    return elapsed, peak, json.loads((out / "results.json").read_text())["score"]
+
+
+class Container:
+    """cgroup v1 memory and cpu groups set like Gradescope's default container:
+    `memory_mb` (page cache included, no swap) and `cpus` of a CPU."""
+
+    def __init__(self, name: str, memory_mb: int, cpus: float):
+        self.memory_mb = memory_mb
+        self.memory = CGROUPS / "memory" / name
+        self.cpu = CGROUPS / "cpu" / name
+        self.memory.mkdir()
+        self.cpu.mkdir()
+        limit = str(memory_mb * 2**20)
+        (self.memory / "memory.limit_in_bytes").write_text(limit)
+        swap = self.memory / "memory.memsw.limit_in_bytes"
+        if swap.exists():
+            swap.write_text(limit)
+        period = int((self.cpu / "cpu.cfs_period_us").read_text())
+        (self.cpu / "cpu.cfs_quota_us").write_text(str(int(period * cpus)))
+        self.peak_anonymous_mb = 0.0
+
+    @staticmethod
+    def available() -> bool:
+        return os.getuid() == 0 and (CGROUPS / "memory").is_dir() and (CGROUPS / "cpu").is_dir()
+
+    def enter(self) -> None:
+        """Runs in the child before exec: it and all its descendants are inside."""
+        for group in (self.memory, self.cpu):
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    def sample(self) -> None:
+        """Anonymous memory (heaps, stacks: what cannot be reclaimed) in the group now."""
+        for line in (self.memory / "memory.stat").read_text().splitlines():
+            if line.startswith("total_rss "):
+                mb = int(line.split()[1]) / 2**20
+                self.peak_anonymous_mb = max(self.peak_anonymous_mb, mb)
+
+    def reset(self) -> None:
+        self.peak_anonymous_mb = 0.0
+        (self.memory / "memory.max_usage_in_bytes").write_text("0")
+
+    def stat(self, name: str) -> int:
+        return int((self.memory / name).read_text())
+
+    def oom_kills(self) -> int:
+        for line in (self.memory / "memory.oom_control").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+        return 0
+
+    def remove(self) -> None:
+        for group in (self.memory, self.cpu):
+            for _ in range(50):
+                try:
+                    group.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
