@@ -25,7 +25,7 @@ from . import ENGINE
 from .assignment import Assignment, AssignmentError, Costs
 from .outcome import CheckOutcome, ExerciseResult, GradeReport, Status
 from .report import write_outputs, write_results
-from .sandbox.process import ExecutionPolicy, Limits, RunnerProcess, Workspace
+from .sandbox.process import ExecutionPolicy, Limits, RunnerProcess, RunnerZygote, Workspace
 from .submission import Submission, SubmissionError, load
 
 if TYPE_CHECKING:
@@ -162,36 +162,28 @@ def warm_up(suite: Path, report: GradeReport) -> None:
 
 
 class RunnerSupply:
-    """Started runners, each in a fresh scratch folder.
+    """Runners, each in a fresh scratch folder.
 
-    With `spare`, one more runner starts as soon as one is taken: a cohort
-    worker grades the next submission with a runner whose imports (torch,
-    IPython: seconds) happened while it graded this one. A runner knows
-    nothing of its submission until the session sends the cells.
+    With `zygote`, runners are forked from a process that imported torch and
+    IPython once (`sandbox.RunnerZygote`): a cohort worker's runners then start
+    in milliseconds instead of seconds, each still confined on its own. A
+    runner knows nothing of its submission until the session sends the cells.
     """
 
-    def __init__(self, assignment: Assignment, spare: bool = False):
-        self.assignment, self.spare = assignment, spare
+    def __init__(self, assignment: Assignment, zygote: bool = False):
+        self.assignment = assignment
         self.limits = policy_for(assignment).limits
-        self._next: tuple[Workspace, RunnerProcess] | None = None
-
-    def _start(self) -> tuple[Workspace, RunnerProcess]:
-        workspace = Workspace(self.assignment.root, self.assignment.release_include,
-                              self.assignment.release_notebook_dir)
-        return workspace, RunnerProcess(workspace, self.limits)
+        self.zygote = RunnerZygote() if zygote else None
 
     def take(self) -> tuple[Workspace, RunnerProcess]:
-        ready, self._next = self._next or self._start(), None
-        if self.spare:
-            self._next = self._start()
-        return ready
+        workspace = Workspace(self.assignment.root, self.assignment.release_include,
+                              self.assignment.release_notebook_dir)
+        return workspace, RunnerProcess(workspace, self.limits, self.zygote)
 
     def close(self) -> None:
-        if self._next is not None:
-            workspace, runner = self._next
-            runner.stop()
-            workspace.remove()
-            self._next = None
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
 
 
 def grade(submission_path: str | Path, assignment: Assignment,

@@ -320,13 +320,13 @@ def _processes_of(uids: range) -> list[int]:
 
 
 def _work_that_dies_leaving_its_runners(task: Task) -> tuple[CohortEntry, str]:
-    """A worker killed mid-grade: the runner it took and the spare started ahead for
-    the next submission are orphaned, in their own sessions, with their scratch
-    folders and cgroups."""
+    """A worker killed mid-grade: the runner it took (forked by its zygote) is orphaned,
+    in its own session, with its scratch folder and cgroups; the zygote loses its
+    grader."""
     from autograder.grader import RunnerSupply
     from autograder.sandbox.process import runner_uids
 
-    RunnerSupply(Assignment.load(ENGINE), spare=True).take()
+    RunnerSupply(Assignment.load(ENGINE), zygote=True).take()
     uid = runner_uids(os.getpid())[0]  # the first runner's: a daemon its notebook started
     subprocess.Popen(["sleep", "600"], start_new_session=True,
                      preexec_fn=lambda: (os.setgid(uid), os.setuid(uid)))  # noqa: PLW1509

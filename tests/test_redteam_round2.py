@@ -236,26 +236,47 @@ def test_memory_outside_any_process_address_space_is_still_counted(tmp_path):
     assert {e.id: e.score for e in report.exercises} == FULL
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="only root can run runners as other users")
-def test_a_runner_started_ahead_is_another_user_with_its_own_folder(assignment):
-    """A cohort worker starts the next submission's runner while this one runs: the two
-    never share a uid, so neither can enter the other's scratch folder or share its
-    process budget, Landlock or not."""
-    from autograder.grader import RunnerSupply
+def _sockets_of(pid: int) -> set[str]:
+    """The sockets a process holds, as /proc names them (socket:[inode])."""
+    links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    return {link for link in links if link.startswith("socket:")}
 
-    supply = RunnerSupply(assignment, spare=True)
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can run runners as other users")
+def test_runners_forked_from_one_zygote_are_other_users_confined_as_fresh_ones(assignment):
+    """A cohort worker forks each submission's runner from one zygote: two runners never
+    share a uid, a scratch folder or the zygote's socket, and each reports every
+    confinement layer that a runner started on its own reports."""
+    from autograder.grader import RunnerSupply, policy_for
+    from autograder.sandbox.session import NotebookSession
+    from autograder.submission import load
+
+    alone = grade(ENGINE / "master" / "demo.ipynb", assignment)
+    alone_uid = next(int(layer.split()[-1]) for layer in alone.sandbox_layers
+                     if layer.startswith("unprivileged uid"))
+    supply = RunnerSupply(assignment, zygote=True)
+    taken = [supply.take(), supply.take()]
     try:
-        workspace, runner = supply.take()
-        spare_workspace, spare = supply._next
-        owners = {workspace.root.stat().st_uid, spare_workspace.root.stat().st_uid}
+        owners = {workspace.root.stat().st_uid for workspace, _ in taken}
         assert len(owners) == 2 and 0 not in owners
-        assert all(p.stat().st_mode & 0o077 == 0 for p in (workspace.root, spare_workspace.root))
-        uids = {int(Path(f"/proc/{r.pid}/status").read_text().split("Uid:")[1].split()[0])
-                for r in (runner, spare)}
-        assert uids == owners
+        assert all(w.root.stat().st_mode & 0o077 == 0 for w, _ in taken)
+        for workspace, runner in taken:
+            status = Path(f"/proc/{runner.pid}/status").read_text()
+            assert int(status.split("Uid:")[1].split()[0]) in owners
+            assert os.getsid(runner.pid) == runner.pid  # its own session, killed as one
+            assert not _sockets_of(supply.zygote.process.pid) & _sockets_of(runner.pid)
+            session = NotebookSession(load(ENGINE / "master" / "demo.ipynb"), workspace,
+                                      policy_for(assignment), runner)
+            session.execute()
+            uid = workspace.root.stat().st_uid
+            assert session.layers == [layer.replace(f"uid {alone_uid}", f"uid {uid}")
+                                      for layer in alone.sandbox_layers]
+            assert session.missing_layers == alone.sandbox_missing
+            session.close()
     finally:
-        runner.stop()
-        workspace.remove()
+        for workspace, runner in taken:
+            runner.stop()
+            workspace.remove()
         supply.close()
 
 

@@ -97,11 +97,11 @@ _runners: RunnerSupply | None = None
 
 def _warm_worker(assignment_root: str) -> None:
     """Runs once per worker: everything a first submission would pay for, and
-    a runner started ahead for it (then one ahead of each next submission)."""
+    the zygote its runners are forked from."""
     global _assignment, _runners
     _assignment = Assignment.load(assignment_root)
-    _runners = RunnerSupply(_assignment, spare=True)
-    Finalize(_runners, _runners.close, exitpriority=10)  # the spare dies with the worker
+    _runners = RunnerSupply(_assignment, zygote=True)
+    Finalize(_runners, _runners.close, exitpriority=10)  # the zygote dies with the worker
     from .. import plugin  # noqa: F401 - the import is the point (it loads the session too)
 
     if _assignment.hidden is not None:

@@ -130,6 +130,34 @@ def unshare_network() -> None:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) refused")
 
 
+def restrict(cpu_seconds: int, memory_mb: int, file_mb: int, open_files: int,
+             uid: int | None) -> None:
+    """What a runner gets while still root, before its own imports or confinement:
+    resource limits, then (needing root) a private network and /proc, then the uid.
+
+    Runs between fork and exec for a runner started on its own, and in the
+    fork of a zygote (`runner.zygote`) for one forked from it.
+    """
+    import resource  # Unix only: this module must import anywhere (see sandbox.live)
+
+    mb = 2**20
+    for which, value in ((resource.RLIMIT_CPU, cpu_seconds),
+                         (resource.RLIMIT_AS, memory_mb * mb),
+                         (resource.RLIMIT_FSIZE, file_mb * mb),
+                         (resource.RLIMIT_NOFILE, open_files),
+                         (resource.RLIMIT_CORE, 0)):
+        resource.setrlimit(which, (value, value))
+    for needs_root in (unshare_network, hide_other_processes):
+        try:  # before the uid switch; the runner reports which took effect
+            needs_root()
+        except OSError:
+            pass
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+
 def private_network() -> list[str]:
     """Report the private namespace, making it now if the grader could not."""
     interfaces = [line.split(":")[0].strip() for line in

@@ -10,6 +10,7 @@ total size and file count are watched. Which layers were active is reported
 with every result; none is silently assumed.
 """
 
+import contextlib
 import ctypes
 import itertools
 import os
@@ -37,6 +38,8 @@ IO_TIMEOUT_S = 5.0  # longest wait for the rest of a message once it has begun
 # process budget.
 RUNNER_BOOT = ("import sys; sys.path.insert(0, sys.argv[2]); "
                "from autograder.sandbox.runner import main; main()")
+ZYGOTE_BOOT = RUNNER_BOOT.replace("main", "zygote")
+ZYGOTE_REPLY_S = 60.0  # the zygote answers at once, after its own imports the first time
 
 
 @dataclass(frozen=True)
@@ -85,28 +88,11 @@ class ExecutionPolicy:
         return self.call_budgets.get(name, self.call_timeout_s)
 
 
-def _apply_limits(limits: Limits, uid: int | None) -> None:
+def _restrict(limits: Limits, uid: int | None) -> None:
     """Runs in the child between fork and exec (Linux: its modules load only here)."""
-    import resource
+    from .confine import restrict
 
-    from .confine import hide_other_processes, unshare_network
-
-    mb = 2**20
-    for which, value in ((resource.RLIMIT_CPU, limits.cpu_seconds),
-                         (resource.RLIMIT_AS, limits.memory_mb * mb),
-                         (resource.RLIMIT_FSIZE, limits.file_mb * mb),
-                         (resource.RLIMIT_NOFILE, limits.open_files),
-                         (resource.RLIMIT_CORE, 0)):
-        resource.setrlimit(which, (value, value))
-    for needs_root in (unshare_network, hide_other_processes):
-        try:  # before the uid switch; the runner reports which took effect
-            needs_root()
-        except OSError:
-            pass
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
+    restrict(limits.cpu_seconds, limits.memory_mb, limits.file_mb, limits.open_files, uid)
 
 
 def _readable_by_others(path: str) -> bool:
@@ -291,6 +277,95 @@ def _remove_cgroup(path: Path) -> None:
             time.sleep(0.02)
 
 
+def runner_environment(root: Path) -> dict[str, str]:
+    """A runner's whole environment, its home at `root`: nothing of the grader's but PATH."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root),
+            "IPYTHONDIR": str(root / ".ipython"),
+            "MPLCONFIGDIR": str(root / ".matplotlib"),
+            "TMPDIR": str(root / "tmp"),
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+
+
+class ForkedRunner:
+    """A runner forked by a zygote: not this process's child, so watched through
+    /proc (the zygote reaps it)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self._ticks = _start_ticks(pid)
+
+    def poll(self) -> int | None:
+        """None while it runs, as Popen.poll; its exit status is the zygote's to see."""
+        ticks = _start_ticks(self.pid)
+        return None if ticks is not None and ticks == self._ticks else -1
+
+    def wait(self, timeout: float) -> int:
+        ends = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > ends:
+                raise subprocess.TimeoutExpired(f"runner {self.pid}", timeout)
+            time.sleep(0.01)
+        return -1
+
+
+class RunnerZygote:
+    """A process with torch and IPython imported that forks runners on request.
+
+    A cohort worker keeps one, so each submission's runner starts in
+    milliseconds and no spare runner holds memory or a core. It runs as the
+    grader's user, with the runners' scrubbed environment, in a folder of its
+    own, and never runs student code; a runner it forks drops to its uid and
+    confines itself exactly as one started on its own (`runner.zygote`). When
+    it is gone (killed, or this process closed it), runners start on their own.
+    """
+
+    def __init__(self):
+        self.home = Path(tempfile.mkdtemp(prefix="autograder-zygote-"))
+        ours, theirs = socket.socketpair()
+        ours.settimeout(ZYGOTE_REPLY_S)
+        env = runner_environment(self.home)
+        self.process = subprocess.Popen(
+            [sys.executable, "-P", "-s", "-c", ZYGOTE_BOOT, str(theirs.fileno()),
+             str(ENGINE.parent)],
+            pass_fds=[theirs.fileno()], cwd=self.home, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        theirs.close()
+        self.sock = ours
+
+    def spawn(self, runner_end: socket.socket, workspace: Workspace, env: dict[str, str],
+              limits: Limits, uid: int | None) -> ForkedRunner | None:
+        """A runner forked with `runner_end` as its socket, or None if the zygote is gone."""
+        from . import protocol
+
+        if self.process.poll() is not None:
+            return None
+        request = {"cwd": str(workspace.cwd), "env": env, "log": str(workspace.log),
+                   "uid": uid, "limits": {"cpu_seconds": limits.cpu_seconds,
+                                          "memory_mb": limits.memory_mb,
+                                          "file_mb": limits.file_mb,
+                                          "open_files": limits.open_files,
+                                          "processes": limits.processes}}
+        try:
+            protocol.send_with_fd(self.sock, request, runner_end.fileno())
+            reply = protocol.receive(self.sock)
+        except (OSError, EOFError, protocol.ProtocolError):
+            self.close()
+            return None
+        pid = reply.get("pid")
+        if reply.get("op") != "spawned" or type(pid) is not int:
+            self.close()
+            return None
+        return ForkedRunner(pid)
+
+    def close(self) -> None:
+        self.sock.close()
+        kill_processes({self.process.pid})
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
 class RunnerProcess:
     """The runner: its process tree, and the grader's end of its socket."""
 
@@ -300,7 +375,10 @@ class RunnerProcess:
               "resource limits (cpu, memory, file size, open files)",
               "scrubbed environment", "private scratch directory")
 
-    def __init__(self, workspace: Workspace, limits: Limits):
+    def __init__(self, workspace: Workspace, limits: Limits,
+                 zygote: "RunnerZygote | None" = None):
+        """Start the runner: forked by `zygote` if one is given and alive, else a
+        fresh interpreter."""
         self.workspace = workspace
         self.limits = limits
         self.refused: list[str] = []
@@ -311,20 +389,21 @@ class RunnerProcess:
             workspace.hand_over(uid)
         ours, theirs = socket.socketpair()
         ours.settimeout(IO_TIMEOUT_S)  # a message that stops midway must not hang the grader
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workspace.root),
-               "IPYTHONDIR": str(workspace.root / ".ipython"),
-               "MPLCONFIGDIR": str(workspace.root / ".matplotlib"),
-               "TMPDIR": str(workspace.root / "tmp"),
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-               "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
-        with open(workspace.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-P", "-s", "-c", RUNNER_BOOT, str(theirs.fileno()),
-                 str(ENGINE.parent), str(limits.processes)],
-                pass_fds=[theirs.fileno()], cwd=workspace.cwd, env=env,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                # The grader starts runners from its main thread only.
-                start_new_session=True, preexec_fn=lambda: _apply_limits(limits, uid))  # noqa: PLW1509
+        env = runner_environment(workspace.root)
+        workspace.log.touch()
+        self.process: subprocess.Popen | ForkedRunner | None = None
+        if zygote is not None:
+            self.process = zygote.spawn(theirs, workspace, env, limits, uid)
+        if self.process is None:
+            with open(workspace.log, "wb") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-P", "-s", "-c", RUNNER_BOOT, str(theirs.fileno()),
+                     str(ENGINE.parent), str(limits.processes)],
+                    pass_fds=[theirs.fileno()], cwd=workspace.cwd, env=env,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                    # The grader starts runners from its main thread only.
+                    start_new_session=True,
+                    preexec_fn=lambda: _restrict(limits, uid))  # noqa: PLW1509
         theirs.close()
         self.sock = ours
         self.pid = self.process.pid
@@ -470,6 +549,15 @@ def _process_table() -> dict[int, tuple[int, int, int]]:
         if fields[0] != "Z":
             table[int(entry.name)] = (int(fields[1]), int(fields[3]), int(fields[19]))
     return table
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When a live (not zombie) process started, in clock ticks; None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
 
 
 def _become_subreaper() -> bool:

@@ -1,7 +1,8 @@
 """The untrusted side: runs a submission's code cells, then serves calls.
 
 Started by the grader inside the sandbox (`process.RUNNER_BOOT`) with its
-end of a socket pair and the engine's parent folder as arguments. It never
+end of a socket pair and the engine's parent folder as arguments, or forked,
+already past its imports, by a zygote (`zygote`) that a cohort worker keeps. It never
 sees hidden tests, reference code or expected values: it only answers
 requests made of plain data (see `protocol`). After executing the notebook it becomes a "zygote": each
 `fork` request makes a child holding a copy of the notebook's state, which
@@ -17,6 +18,7 @@ import gc
 import io
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -348,8 +350,31 @@ def serve_check(sock: socket.socket, namespace: dict) -> None:
         _reply_value(sock, value, inputs_changed)
 
 
+def _fork_check(sock: socket.socket, namespace: dict) -> tuple[int, socket.socket]:
+    """A child holding a copy of the notebook's state, waiting on its own socket for
+    one check's requests; returns its pid and the grader's end of that socket."""
+    child_end, grader_end = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        sock.close()
+        grader_end.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        try:
+            serve_check(child_end, namespace)
+        finally:
+            os._exit(0)
+    child_end.close()
+    return pid, grader_end
+
+
 def serve_forks(sock: socket.socket, namespace: dict) -> None:
-    """The zygote loop: make one child per check until the grader hangs up."""
+    """The zygote loop: hand one child to each check until the grader hangs up.
+
+    The child for the next check is forked as soon as one is handed out, while
+    that check runs, so a check waits for a reply and never for a fork. (The
+    first is forked on the first request: the grader clears the notebook's stray
+    processes between its `serve` and that request.)
+    """
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
     # Memory: give the execution's garbage back to the system, and keep the
     # children's garbage collector off the zygote's objects, so that a fork
@@ -358,6 +383,7 @@ def serve_forks(sock: socket.socket, namespace: dict) -> None:
     gc.freeze()
     with contextlib.suppress(AttributeError, OSError):
         ctypes.CDLL(None).malloc_trim(0)  # glibc only
+    ready = None
     while True:
         try:
             request = protocol.receive(sock)
@@ -365,33 +391,30 @@ def serve_forks(sock: socket.socket, namespace: dict) -> None:
             return
         if request.get("op") != "fork":
             continue
-        child_end, grader_end = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:
-            sock.close()
-            grader_end.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            try:
-                serve_check(child_end, namespace)
-            finally:
-                os._exit(0)
-        child_end.close()
+        pid, grader_end = ready or _fork_check(sock, namespace)
         fd = grader_end.detach()
         protocol.send_with_fd(sock, {"op": "forked", "pid": pid}, fd)
         os.close(fd)
+        ready = _fork_check(sock, namespace)
 
 
 def main() -> None:
-    sock = socket.socket(fileno=int(sys.argv[1]))
+    """A runner started on its own (`process.RUNNER_BOOT`): its socket's descriptor, the
+    folder holding the engine and the process budget are its arguments."""
+    run_notebook(socket.socket(fileno=int(sys.argv[1])), sys.argv[2], int(sys.argv[3]))
+
+
+def run_notebook(sock: socket.socket, engine_dir: str, processes: int) -> None:
+    """Confine this process, run the cells the grader sends, then serve forks."""
     import torch
 
     torch.set_num_threads(1)
     collector = FigureCollector()
     shell = make_shell(collector)
     # The scratch root and the process budget; before any student code.
-    layers, refused = confine(os.environ["HOME"], int(sys.argv[3]))
+    layers, refused = confine(os.environ["HOME"], processes)
     protocol.send(sock, {"op": "confined", "layers": layers, "refused": refused})
-    sys.path.remove(sys.argv[2])  # put there by the grader's boot line, for our imports only
+    sys.path.remove(engine_dir)  # put there by the grader's boot line, for our imports only
     sys.path.insert(0, "")  # as in a Jupyter kernel: modules beside the notebook import
     # The grader's interrupt is meant for a running cell: between cells it is ignored,
     # so that one arriving just as a cell ends cannot kill the runner.
@@ -407,3 +430,67 @@ def main() -> None:
         report = run_cell(shell, request["source"], collector)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         protocol.send(sock, {"op": "cell_done", "index": index, **report})
+
+
+# --- the zygote --------------------------------------------------------------
+
+
+def zygote() -> None:
+    """Fork runners that start with torch and IPython already imported.
+
+    Started by a cohort worker (`process.RunnerZygote`, same arguments as
+    `main`), as root with the runners' scrubbed environment, it imports what
+    every runner needs once, then forks one runner per request: seconds of
+    imports become milliseconds. It runs no student code and holds nothing
+    the runners may not see (no test, no reference). Each fork first closes
+    the zygote's socket and every other descriptor, so no notebook can ask
+    for a runner, then takes the limits, namespaces and uid (`confine.restrict`)
+    and the confinement that a runner started on its own takes, before it reads
+    a cell.
+    """
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    import IPython.core.interactiveshell  # noqa: F401 - the imports are the point
+    import matplotlib.pyplot  # noqa: F401 - its font list is built here, once
+    import numpy  # noqa: F401
+    import torch
+
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # runners are reaped automatically
+    while True:
+        try:
+            request, fd = protocol.receive_with_fd(sock)
+        except (EOFError, OSError, protocol.ProtocolError):
+            shutil.rmtree(os.environ["HOME"], ignore_errors=True)  # the folder made for us
+            return  # the grader is gone: so are we
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sock.close()
+                _become_runner(request, fd)
+            except BaseException:  # noqa: BLE001 - the grader sees the socket close
+                traceback.print_exc()
+            finally:
+                os._exit(0)
+        os.close(fd)
+        protocol.send(sock, {"op": "spawned", "pid": pid})
+
+
+def _become_runner(request: dict, fd: int) -> None:
+    """In a fork of the zygote: be what `process.RunnerProcess` starts on its own."""
+    from .confine import restrict
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+    for source, target in ((null, 0), (null, 1), (log, 2)):
+        os.dup2(source, target)
+    os.closerange(3, fd)
+    os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    limits = request["limits"]
+    restrict(limits["cpu_seconds"], limits["memory_mb"], limits["file_mb"],
+             limits["open_files"], request["uid"])
+    run_notebook(socket.socket(fileno=fd), sys.argv[2], limits["processes"])
