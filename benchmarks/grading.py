@@ -15,7 +15,10 @@ measured in the same run:
 - Gradescope's default container (768 MB, half a CPU): grade / floor of the
   solution inside the same limits, and the grade's peak anonymous memory.
 
-The answer key is recorded first, as `autograder validate` leaves it and the
+Each figure is given in wall seconds (the targets) and in CPU seconds of
+every process involved (a cpuacct cgroup per command), which stays honest on
+a shared, loaded machine: for the cohort, CPU / sum of floors' CPU. The
+answer key is recorded first, as `autograder validate` leaves it and the
 Gradescope zip carries it.
 """
 
@@ -40,9 +43,20 @@ COHORT_SIZE = 24
 GRADESCOPE_MB, GRADESCOPE_CPUS = 768, 0.5
 
 
-def row(label: str, value: float, unit: str, target: str, passed: bool) -> None:
-    print(f"{label:<58}{value:9.2f} {unit:<3} target {target:<8} "
-          f"{'ok' if passed else 'MISSED'}", flush=True)
+def row(label: str, value: float, cpu_value: float | None, unit: str, target: float) -> None:
+    """One target: the wall-clock figure, and the same figure in CPU seconds, which a
+    shared machine's load does not inflate."""
+    cpu = f"{cpu_value:8.2f}" if cpu_value is not None else "       -"
+    verdict = "ok" if value <= target else "MISSED"
+    print(f"{label:<54}{value:8.2f} {cpu} {unit:<3} <= {target:<6g} {verdict}", flush=True)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def difference(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
 
 
 def main() -> None:
@@ -53,59 +67,68 @@ def main() -> None:
         tmp = Path(tmp)
         solution = build.write(build.master(), tmp / "solution.ipynb")
         unfilled = build.write(build.unfilled(), tmp / "unfilled.ipynb")
-        print(f"{cpus:g} CPUs; floors and grades measured side by side\n", flush=True)
+        print(f"{cpus:g} CPUs, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+        costs = []
 
-        floor, floor_mb = measure.floor(solution)
-        graded, graded_mb, score = measure.grade(solution, tmp / "a")
-        print(f"solution: floor {floor:.2f} s ({floor_mb:.0f} MB), grade {graded:.2f} s "
-              f"(score {score:g})")
-        row("solution: grade / floor", graded / floor, "", "<= 1.2", graded / floor <= 1.2)
-        row("peak PSS of all grading processes, solution", graded_mb, "MB", "<= 768",
-            graded_mb <= 768)
-
-        empty_floor, _ = measure.floor(unfilled)
-        empty, _, _ = measure.grade(unfilled, tmp / "b")
-        print(f"unfilled release: floor {empty_floor:.2f} s, grade {empty:.2f} s")
-        row("unfilled release: grade - floor, cold", empty - empty_floor, "s", "<= 1.5",
-            empty - empty_floor <= 1.5)
-
-        one, _ = cohort.timed(cohort.unfilled(tmp / "u1", 1), workers=1)
-        nine, _ = cohort.timed(cohort.unfilled(tmp / "u9", 9), workers=1)
-        warm = (nine - one) / 8
-        print(f"warm worker: {warm:.2f} s per additional unfilled release")
-        row("cohort warm overhead per submission (grade - floor)", warm - empty_floor, "s",
-            "<= 0.5", warm - empty_floor <= 0.5)
-
+        floor = measure.floor(solution)
+        graded, score = measure.grade(solution, tmp / "a")
+        costs.append(("solution: floor", floor))
+        costs.append((f"solution: grade (score {score:g})", graded))
+        empty_floor = measure.floor(unfilled)
+        empty, _ = measure.grade(unfilled, tmp / "b")
+        costs += [("unfilled release: floor", empty_floor), ("unfilled release: grade", empty)]
+        one = measure.cohort(cohort.unfilled(tmp / "u1", 1), tmp / "c1", workers=1)
+        nine = measure.cohort(cohort.unfilled(tmp / "u9", 9), tmp / "c9", workers=1)
+        costs += [("cohort of 1 unfilled, 1 worker", one), ("cohort of 9 unfilled, 1 worker", nine)]
         mixed = cohort.mixed(tmp / "mixed", COHORT_SIZE)
-        floors = [measure.floor(path)[0] for path in mixed]
-        wall, rss = cohort.timed(tmp / "mixed")
-        ideal = sum(floors) / cpus
-        print(f"{COHORT_SIZE} mixed: sum of floors {sum(floors):.1f} s, wall {wall:.1f} s with "
-              f"the default workers (peak RSS per worker: "
-              f"{', '.join(f'{mb:.0f} MB' for mb in rss)})")
-        row(f"cohort of {COHORT_SIZE} mixed: wall / (sum of floors / CPUs)", wall / ideal, "",
-            "<= 1.3", wall / ideal <= 1.3)
+        floors = [measure.floor(path) for path in mixed]
+        wall = measure.cohort(tmp / "mixed", tmp / "cm")
+        summed = measure.Cost(sum(f.wall_s for f in floors), max(f.pss_mb for f in floors),
+                              None if None in (f.cpu_s for f in floors)
+                              else sum(f.cpu_s for f in floors))
+        costs += [(f"{COHORT_SIZE} mixed: sum of floors", summed),
+                  (f"{COHORT_SIZE} mixed: cohort, default workers", wall)]
 
-        if not measure.Container.available():
-            print("Gradescope limits: not measured (needs root and cgroup v1 memory and cpu)")
-            return
-        container = measure.Container(f"autograder-bench-{os.getpid()}", GRADESCOPE_MB,
-                                      GRADESCOPE_CPUS)
-        try:
-            limited_floor, _ = measure.floor(solution, container)
-            container.reset()
-            limited, _, score = measure.grade(solution, tmp / "c", container)
-            print(f"Gradescope limits ({GRADESCOPE_MB} MB, {GRADESCOPE_CPUS:g} CPU): floor "
-                  f"{limited_floor:.1f} s, grade {limited:.1f} s (score {score:g}); "
-                  f"limit hit {container.stat('memory.failcnt')} times, "
-                  f"OOM kills {container.oom_kills()}")
-            row("Gradescope limits: grade / floor", limited / limited_floor, "", "<= 1.5",
-                limited / limited_floor <= 1.5)
-            share = 100 * container.peak_anonymous_mb / GRADESCOPE_MB
-            row("Gradescope limits: peak anonymous memory of the grade", share, "%",
-                "<= 70", share <= 70)
-        finally:
-            container.remove()
+        limited = None
+        if measure.Container.available():
+            container = measure.Container(f"autograder-bench-{os.getpid()}", GRADESCOPE_MB,
+                                          GRADESCOPE_CPUS)
+            try:
+                limited_floor = measure.floor(solution, container)
+                container.reset()
+                limited, _ = measure.grade(solution, tmp / "g", container)
+                anonymous = container.peak_anonymous_mb
+                costs += [("Gradescope limits: solution floor", limited_floor),
+                          ("Gradescope limits: solution grade", limited)]
+                print(f"Gradescope limits ({GRADESCOPE_MB} MB, {GRADESCOPE_CPUS:g} CPU): limit "
+                      f"hit {container.stat('memory.failcnt')} times, OOM kills "
+                      f"{container.oom_kills()}")
+            finally:
+                container.remove()
+
+    print(f"\n{'measured':<44}{'wall s':>9}{'CPU s':>9}{'PSS MB':>9}")
+    for label, cost in costs:
+        cpu = f"{cost.cpu_s:9.2f}" if cost.cpu_s is not None else "        -"
+        print(f"{label:<44}{cost.wall_s:9.2f}{cpu}{cost.pss_mb:9.0f}")
+    print(f"\n{'target':<54}{'wall':>8} {'CPU':>8}")
+    row("solution: grade / floor", graded.wall_s / floor.wall_s,
+        ratio(graded.cpu_s, floor.cpu_s), "", 1.2)
+    row("unfilled release: grade - floor, cold", empty.wall_s - empty_floor.wall_s,
+        difference(empty.cpu_s, empty_floor.cpu_s), "s", 1.5)
+    warm = measure.Cost((nine.wall_s - one.wall_s) / 8, 0,
+                        None if one.cpu_s is None else (nine.cpu_s - one.cpu_s) / 8)
+    row("cohort warm overhead per submission (grade - floor)",
+        warm.wall_s - empty_floor.wall_s, difference(warm.cpu_s, empty_floor.cpu_s), "s", 0.5)
+    row(f"cohort of {COHORT_SIZE} mixed: wall / (sum of floors / CPUs)",
+        wall.wall_s / (summed.wall_s / cpus), ratio(wall.cpu_s, summed.cpu_s), "", 1.3)
+    row("peak PSS of all grading processes, solution (MB)", graded.pss_mb, None, "MB", 768)
+    if limited is None:
+        print("Gradescope limits: not measured (needs root and cgroup v1 memory and cpu)")
+        return
+    row("Gradescope limits: grade / floor", limited.wall_s / limited_floor.wall_s,
+        ratio(limited.cpu_s, limited_floor.cpu_s), "", 1.5)
+    row("Gradescope limits: peak anonymous memory of the grade (%)",
+        100 * anonymous / GRADESCOPE_MB, None, "%", 70)
 
 
 if __name__ == "__main__":

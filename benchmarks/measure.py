@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -69,14 +70,55 @@ def _pss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+@dataclass
+class Cost:
+    wall_s: float
+    pss_mb: float  # peak, all processes of the command summed
+    cpu_s: float | None  # CPU time of every process it started (None without cgroups)
+
+
+class CpuAccount:
+    """A cpuacct cgroup: the CPU time of a command and every process it starts, forks
+    that are never waited for included (a shared machine's load does not inflate it)."""
+
+    def __init__(self):
+        self.path = CGROUPS / "cpuacct" / f"autograder-bench-cpu-{os.getpid()}-{time.time_ns()}"
+        self.path.mkdir()
+
+    @staticmethod
+    def available() -> bool:
+        return os.getuid() == 0 and (CGROUPS / "cpuacct").is_dir()
+
+    def enter(self) -> None:
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def seconds(self) -> float:
+        return int((self.path / "cpuacct.usage").read_text()) / 1e9
+
+    def remove(self) -> None:
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
 def measure(cmd: list[str], cwd: Path = ROOT, container: "Container | None" = None,
-            timeout_s: float = 900) -> tuple[float, float]:
-    """Wall seconds and peak summed PSS (MB) of a command's process tree, run inside
-    `container` if given."""
+            timeout_s: float = 1800) -> Cost:
+    """Wall seconds, peak summed PSS (MB) and CPU seconds of a command's process tree,
+    run inside `container` if given."""
+    account = CpuAccount() if CpuAccount.available() else None
+
+    def enter() -> None:
+        if account is not None:
+            account.enter()
+        if container is not None:
+            container.enter()
+
     start = time.perf_counter()
     process = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE,
-                               preexec_fn=container.enter if container else None)  # noqa: PLW1509
+                               stderr=subprocess.PIPE, preexec_fn=enter)  # noqa: PLW1509
     peak = [0.0]
 
     def sample() -> None:
@@ -91,13 +133,18 @@ def measure(cmd: list[str], cwd: Path = ROOT, container: "Container | None" = No
     _, stderr = process.communicate(timeout=timeout_s)
     elapsed = time.perf_counter() - start
     sampler.join()
-    if process.returncode:
+    cpu = None
+    if account is not None:
+        time.sleep(0.2)  # the last forks leave
+        cpu = account.seconds()
+        account.remove()
+    if process.returncode not in (0, 3):  # cohort: 3 is rows in error, still measured
         raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr.decode()[-2000:]}")
-    return elapsed, peak[0]
+    return Cost(elapsed, peak[0], cpu)
 
 
-def floor(notebook: Path, container: "Container | None" = None) -> tuple[float, float]:
-    """The notebook's floor: wall seconds and peak PSS (MB)."""
+def floor(notebook: Path, container: "Container | None" = None) -> Cost:
+    """The notebook's floor."""
     with tempfile.TemporaryDirectory() as tmp:
         cells = Path(tmp) / "cells.json"
         cells.write_text(json.dumps(code_cells(notebook)))
@@ -106,11 +153,17 @@ def floor(notebook: Path, container: "Container | None" = None) -> tuple[float, 
 
 
 def grade(notebook: Path, out: Path, container: "Container | None" = None,
-          ) -> tuple[float, float, float]:
-    """A cold `autograder grade`: wall seconds, peak PSS (MB), score."""
-    elapsed, peak = measure([sys.executable, "-m", "autograder", "grade", str(notebook),
-                             "--out", str(out)], container=container)
-    return elapsed, peak, json.loads((out / "results.json").read_text())["score"]
+          ) -> tuple[Cost, float]:
+    """A cold `autograder grade`, and the score."""
+    cost = measure([sys.executable, "-m", "autograder", "grade", str(notebook),
+                    "--out", str(out)], container=container)
+    return cost, json.loads((out / "results.json").read_text())["score"]
+
+
+def cohort(folder: Path, out: Path, workers: int | None = None) -> Cost:
+    """`autograder cohort` of a folder, with the engine's default workers unless given."""
+    return measure([sys.executable, "-m", "autograder", "cohort", str(folder), "--out",
+                    str(out), *(["--workers", str(workers)] if workers else [])])
 
 
 class Container:

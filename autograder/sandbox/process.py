@@ -116,9 +116,9 @@ def sandbox_uid() -> tuple[int | None, str]:
     Only root can switch, and only to a uid that can still read Python. Each
     runner gets its own uid (from its grader's pid and a count of the runners
     that grader started), so that RLIMIT_NPROC, which counts per uid, cannot
-    let one submission starve another graded beside it, and a runner started
-    ahead for the next submission is another user, whose scratch folder this
-    one cannot enter even where Landlock is missing.
+    let one submission starve another graded beside it, and two runners are
+    different users, neither of which can enter the other's scratch folder even
+    where Landlock is missing.
     """
     if os.getuid() != 0:
         return None, "the grader is not root, so it cannot switch to another uid"
