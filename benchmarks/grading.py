@@ -70,10 +70,12 @@ def main() -> None:
         print(f"{cpus:g} CPUs, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
         costs = []
 
-        floor = measure.floor(solution)
+        floor = measure.floor(solution, pss=True)
+        memory, _ = measure.grade(solution, tmp / "m", pss=True)  # apart: sampling costs
         graded, score = measure.grade(solution, tmp / "a")
         costs.append(("solution: floor", floor))
         costs.append((f"solution: grade (score {score:g})", graded))
+        costs.append(("solution: grade, memory sampled", memory))
         empty_floor = measure.floor(unfilled)
         empty, _ = measure.grade(unfilled, tmp / "b")
         costs += [("unfilled release: floor", empty_floor), ("unfilled release: grade", empty)]
@@ -121,7 +123,7 @@ def main() -> None:
         warm.wall_s - empty_floor.wall_s, difference(warm.cpu_s, empty_floor.cpu_s), "s", 0.5)
     row(f"cohort of {COHORT_SIZE} mixed: wall / (sum of floors / CPUs)",
         wall.wall_s / (summed.wall_s / cpus), ratio(wall.cpu_s, summed.cpu_s), "", 1.3)
-    row("peak PSS of all grading processes, solution (MB)", graded.pss_mb, None, "MB", 768)
+    row("peak PSS of all grading processes, solution (MB)", memory.pss_mb, None, "MB", 768)
     if limited is None:
         print("Gradescope limits: not measured (needs root and cgroup v1 memory and cpu)")
         return

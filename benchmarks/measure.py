@@ -105,8 +105,9 @@ class CpuAccount:
 
 
 def measure(cmd: list[str], cwd: Path = ROOT, container: "Container | None" = None,
-            timeout_s: float = 1800) -> Cost:
-    """Wall seconds, peak summed PSS (MB) and CPU seconds of a command's process tree,
+            timeout_s: float = 1800, pss: bool = False) -> Cost:
+    """Wall seconds, CPU seconds and (with `pss`: reading every process's smaps costs
+    the machine a fifth of a core) peak summed PSS (MB) of a command's process tree,
     run inside `container` if given."""
     account = CpuAccount() if CpuAccount.available() else None
 
@@ -123,7 +124,8 @@ def measure(cmd: list[str], cwd: Path = ROOT, container: "Container | None" = No
 
     def sample() -> None:
         while process.poll() is None:
-            peak[0] = max(peak[0], _pss_mb(_descendants(process.pid)))
+            if pss:
+                peak[0] = max(peak[0], _pss_mb(_descendants(process.pid)))
             if container is not None:
                 container.sample()
             time.sleep(0.05)
@@ -143,20 +145,20 @@ def measure(cmd: list[str], cwd: Path = ROOT, container: "Container | None" = No
     return Cost(elapsed, peak[0], cpu)
 
 
-def floor(notebook: Path, container: "Container | None" = None) -> Cost:
+def floor(notebook: Path, container: "Container | None" = None, pss: bool = False) -> Cost:
     """The notebook's floor."""
     with tempfile.TemporaryDirectory() as tmp:
         cells = Path(tmp) / "cells.json"
         cells.write_text(json.dumps(code_cells(notebook)))
         return measure([sys.executable, "-c", FLOOR_SCRIPT, str(cells)], NOTEBOOK_DIR,
-                       container)
+                       container, pss=pss)
 
 
 def grade(notebook: Path, out: Path, container: "Container | None" = None,
-          ) -> tuple[Cost, float]:
+          pss: bool = False) -> tuple[Cost, float]:
     """A cold `autograder grade`, and the score."""
     cost = measure([sys.executable, "-m", "autograder", "grade", str(notebook),
-                    "--out", str(out)], container=container)
+                    "--out", str(out)], container=container, pss=pss)
     return cost, json.loads((out / "results.json").read_text())["score"]
 
 
