@@ -1,9 +1,9 @@
 """Hidden checks of exercise 1.1, on inputs the student never sees."""
 
 import torch
-from reference import randomized_ntk as ref
 
 from autograder.testing import check, vector
+from reference import randomized_ntk as ref
 
 
 @check(exercise="1.1", weight=2)
