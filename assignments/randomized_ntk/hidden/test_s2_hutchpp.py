@@ -109,17 +109,21 @@ def _notebook_decay() -> tuple[torch.Tensor, float, float]:
 @check(exercise="2.2", weight=2)
 def test_hutchinson_errors_match_the_theory(student):
     """err_hutch matches E|error| = sqrt(2 Var / (pi m)) / tr A across the budgets"""
-    # Catches: errors not relative, rms instead of mean |.|, the wrong estimator; zeros.
-    # Each entry is the mean of 10 |N(0, Var/m)| over tr A: its ratio to the theory has
-    # relative sd sqrt((pi/2 - 1) / 10) = 0.24; the mean over the 5 budgets 0.107. The
-    # band [0.6, 1.5] is 3.7 sd below and 4.7 above: failure probability ~1e-4.
+    # Catches: the two lists swapped (Hutch++'s errors are ~1/20 to 1/600 of these),
+    # errors of another matrix; zeros. (Absolute errors, 1.64 times these, and rms for
+    # mean |.|, 1.25 times, are within the band: statistics cannot tell them.) Each
+    # entry is the mean of 10 |N(0, Var/m)| over tr A: its ratio to the theory is a mean
+    # of 10 half-normals over their mean. The 5 budgets share their seeds (and with
+    # them the first probes), so their average is no more concentrated than one budget's
+    # in the worst case: for one, the band [0.3, 2.2] fails with probability 1.3e-4
+    # (simulated, 2e6 draws); a band of [0.6, 1.5] failed on 1 draw in 40.
     budgets = [int(b) for b in numbers(student.get("budgets"), "budgets")]
     assert budgets == [12, 24, 48, 96, 192], f"budgets is {budgets}; keep the notebook's"
     err = numbers(student.get("err_hutch"), "err_hutch", length=5)
     _, tr, V = _notebook_decay()
     ratios = [e / (math.sqrt(2 * V / (math.pi * b)) / tr) for e, b in zip(err, budgets)]
     mean = sum(ratios) / len(ratios)
-    assert 0.6 <= mean <= 1.5, \
+    assert 0.3 <= mean <= 2.2, \
         f"err_hutch is on average {mean:.3g} times the expected mean relative error of " \
         "Hutchinson (sqrt(2 Var / (pi m)) / tr A): store the mean over the seeds of " \
         "|estimate - tr A| / tr A for each budget"

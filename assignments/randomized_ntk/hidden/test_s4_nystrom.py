@@ -39,13 +39,15 @@ def nuclear_bound(eigs: torch.Tensor, s: int) -> float:
 def test_exact_on_low_rank_psd_with_rank_matvecs(student):
     """nystrom spends rank matvecs and is exact on a PSD matrix of lower rank"""
     # Catches: an extra pass for Omega^T A Omega, materializing A (the budget refuses
-    # the 9th call), s instead of s^2, B = Y_nu without C^-T; zeros. fp32 Nystrom
-    # reproduces a rank-5 matrix to ~1e-6 of its norm; 1e-4 is the margin.
+    # the 9th call), s instead of s^2, B = Y_nu without C^-T; zeros. In fp32 the shifted
+    # core Omega^T A Omega + nu I of a rank-5 matrix has condition ~1e6, and Nystrom
+    # reproduces A only to ~2e-5 of its norm typically, 1.7e-3 at worst over 400 draws;
+    # 2e-2 is the margin (the bugs are off by O(1)).
     A = fx.with_spectrum(fx.low_rank(70, [5.0, 2.5, 1.0, 0.4, 0.1]), seed=2401)
     U, lam, calls, call = _nystrom(student, A, 8, seed=1)
     assert calls == 8, f"{call} called the matvec {calls} times; the sketch costs rank = 8"
     error = torch.linalg.matrix_norm((U * lam) @ U.T - A).item()
-    assert error <= 1e-4 * torch.linalg.matrix_norm(A).item(), \
+    assert error <= 2e-2 * torch.linalg.matrix_norm(A).item(), \
         f"{call} on a PSD matrix of rank 5 gives ||U diag(lam) U^T - A||_F = {error:.2g}, " \
         "where Nystrom with 8 columns is exact"
 
