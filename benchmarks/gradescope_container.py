@@ -84,6 +84,7 @@ def main() -> None:
             start = time.perf_counter()
             run = subprocess.Popen(
                 [sys.executable, "-m", "autograder", "grade", str(solution),
+                 "--assignment", str(ROOT / "assignments" / "krylov_hessian"),
                  "--out", str(Path(tmp) / "out")],
                 cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -97,7 +97,8 @@ def main() -> None:
         floor, floor_mem = measure([sys.executable, str(script)], cwd=notebook_dir)
         solution = build.write(master, tmp / "solution.ipynb")
         unfilled = build.write(build.unfilled(), tmp / "unfilled.ipynb")
-        grade_cmd = [sys.executable, "-m", "autograder", "grade"]
+        grade_cmd = [sys.executable, "-m", "autograder", "grade", "--assignment",
+                     str(ROOT / "assignments" / "krylov_hessian")]
         graded, graded_mem = measure([*grade_cmd, str(solution), "--out", str(tmp / "a")])
         score = json.loads((tmp / "a" / "results.json").read_text())["score"]
         fixed, fixed_mem = measure([*grade_cmd, str(unfilled), "--out", str(tmp / "b")])
