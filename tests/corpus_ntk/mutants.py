@@ -189,9 +189,10 @@ register("bug_ggn_is_the_hessian", "bug", lambda: variant({"ex4_2_code": swapped
 register("bug_slq_weights_not_squared", "bug", lambda: variant({"ex5_1_code": swapped(
     "ex5_1_code", ("weights = vecs[0] ** 2", "weights = vecs[0].abs()"))}),
     loses={"5.1", "5.2"})
-register("bug_slq_unnormalized_probes", "bug", lambda: variant({"ex5_1_code": swapped(
-    "ex5_1_code", (".float() / math.sqrt(dim)", ".float()"))}),
-    loses={"5.1"}, may_lose={"5.2"})
+# (Unnormalized probes are no mistake here: the given lanczos normalizes its start.)
+register("bug_slq_kernel_not_normalized", "bug", lambda: variant({"ex5_1_code": swapped(
+    "ex5_1_code", (").sum(1) / (sigma * math.sqrt(2 * math.pi))", ").sum(1)"))}),
+    loses={"5.1", "5.2"})
 register("bug_slq_first_column_not_row", "bug", lambda: variant({"ex5_1_code": swapped(
     "ex5_1_code", ("weights = vecs[0] ** 2", "weights = vecs[:, 0] ** 2"))}),
     loses={"5.1", "5.2"})

@@ -38,9 +38,9 @@ def _slq(student, A: torch.Tensor, grid: torch.Tensor, num_probes: int, k: int, 
 @check(exercise="5.1", weight=4)
 def test_exact_on_a_diagonal_with_k_equal_n(student):
     """with k = n on a diagonal matrix, slq_density is the exact smoothed density"""
-    # Catches: weights_not_squared, unnormalized_probes (mass n), gaussian_probes (v_i^2
-    # is not 1/n), sigma_ignored, no_gaussian_normalization (1/(sigma sqrt(2 pi))
-    # missing), sum_not_mean over probes; zeros. Rademacher probes put weight exactly 1/n
+    # Catches: weights_not_squared, first_column_not_row, gaussian_probes (v_i^2 is
+    # not 1/n), sigma_ignored, kernel_not_normalized (1/(sigma sqrt(2 pi)) missing),
+    # sum_not_mean over probes; zeros. Rademacher probes put weight exactly 1/n
     # on each eigenvalue of a diagonal matrix, and k = n steps find every eigenvalue;
     # fp32 Lanczos is accurate to ~1e-6, the tolerance is 1e-4 of the peak.
     eigs = torch.tensor([-2.3, -0.7, 0.1, 0.4, 1.1, 1.5, 2.8, 3.3, 5.0], dtype=torch.float64)
@@ -85,7 +85,8 @@ def test_close_to_the_density_of_a_rotated_matrix(student):
 @check(exercise="5.1", weight=1)
 def test_mass_one_and_seeded(student):
     """the density integrates to 1, and depends on the seed (fresh probes)"""
-    # Catches: unnormalized_probes (mass n), weights not squared (mass > 1), seed ignored
+    # Catches: kernel_not_normalized (mass sigma sqrt(2 pi)), weights not squared (mass
+    # > 1), seed ignored
     # (the global RNG: two seeds give one density). The grid spans the spectrum +- 13
     # sigma, so the mass outside is below 1e-30; 1e-3 covers the Riemann sum.
     _, A = _outliers(60, seed=2502)
