@@ -39,14 +39,19 @@ release: setup
 	$(PY) -m autograder release assignments/krylov_hessian --out build/release
 
 # Grade the bundled sample submissions and print each one's per-exercise table.
+# One sample of each kind per assignment (Notebook 1, krylov_hessian; Notebook 2, randomized_ntk).
 demo: setup
 	@$(PY) -m tests.corpus.samples build/demo/submissions
-	@for name in solution typical_student unfilled; do \
-		echo; echo "== $$name.ipynb"; \
-		OMP_NUM_THREADS=1 $(PY) -m autograder grade build/demo/submissions/$$name.ipynb \
-			--out build/demo/$$name || exit 1; \
+	@for assignment in krylov_hessian randomized_ntk; do \
+		for name in solution typical_student unfilled; do \
+			echo; echo "== $$assignment/$$name.ipynb"; \
+			OMP_NUM_THREADS=1 $(PY) -m autograder grade \
+				build/demo/submissions/$$assignment/$$name.ipynb \
+				--assignment assignments/$$assignment \
+				--out build/demo/$$assignment/$$name || exit 1; \
+		done; \
 	done
-	@echo; echo "feedback: build/demo/<name>/feedback.html"
+	@echo; echo "feedback: build/demo/<assignment>/<name>/feedback.html"
 
 # Every performance target, each beside floors measured in the same run (~15 min).
 bench: setup

@@ -19,7 +19,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-NOTEBOOK_DIR = ROOT / "assignments" / "krylov_hessian" / "master"  # where `..` holds src/
+ASSIGNMENT = ROOT / "assignments" / "krylov_hessian"  # the one the benchmarks grade
+NOTEBOOK_DIR = ASSIGNMENT / "master"  # where `..` holds src/
 CGROUPS = Path("/sys/fs/cgroup")
 
 FLOOR_SCRIPT = """\
@@ -158,14 +159,16 @@ def grade(notebook: Path, out: Path, container: "Container | None" = None,
           pss: bool = False) -> tuple[Cost, float]:
     """A cold `autograder grade`, and the score."""
     cost = measure([sys.executable, "-m", "autograder", "grade", str(notebook),
-                    "--out", str(out)], container=container, pss=pss)
+                    "--assignment", str(ASSIGNMENT), "--out", str(out)],
+                   container=container, pss=pss)
     return cost, json.loads((out / "results.json").read_text())["score"]
 
 
 def cohort(folder: Path, out: Path, workers: int | None = None) -> Cost:
     """`autograder cohort` of a folder, with the engine's default workers unless given."""
-    return measure([sys.executable, "-m", "autograder", "cohort", str(folder), "--out",
-                    str(out), *(["--workers", str(workers)] if workers else [])])
+    return measure([sys.executable, "-m", "autograder", "cohort", str(folder), "--assignment",
+                    str(ASSIGNMENT), "--out", str(out),
+                    *(["--workers", str(workers)] if workers else [])])
 
 
 class Container:

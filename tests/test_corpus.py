@@ -6,10 +6,7 @@ import pkgutil
 import pytest
 
 import tests.corpus
-from autograder.assignment import Assignment
-from autograder.grader import grade
-from tests.corpus import build
-from tests.corpus.mutants import MUTANTS
+from tests.corpus.mutants import MUTANTS, assert_verdict
 from tests.notebooks import ASSIGNMENT
 
 for module in pkgutil.iter_modules(tests.corpus.__path__):
@@ -19,22 +16,7 @@ for module in pkgutil.iter_modules(tests.corpus.__path__):
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
 def test_mutant_verdict(mutant, tmp_path):
-    path = build.write(mutant.build(), tmp_path / f"{mutant.name}.ipynb")
-    report = grade(path, Assignment.load(ASSIGNMENT))
-    assert report.status == "graded", report.reason
-    scores = {e.id: e for e in report.exercises}
-    messages = {e.id: [f"{c.name}: {c.message} {c.staff_detail[-300:]}" for c in e.checks
-                       if not c.passed] for e in report.exercises}
-    for exercise_id, exercise in scores.items():
-        if exercise_id in mutant.loses:
-            assert exercise.score < exercise.max_score, f"{exercise_id} kept full marks"
-        elif exercise_id not in mutant.may_lose:
-            assert exercise.score == exercise.max_score, (exercise_id, messages[exercise_id])
-    if mutant.max_total is not None:
-        assert report.score <= mutant.max_total, messages
-    for exercise in report.exercises:  # internal errors are grader bugs, never a verdict
-        assert not any(c.staff_detail for c in exercise.checks), messages[exercise.id]
-    assert not report.staff_notes, report.staff_notes
+    assert_verdict(mutant, ASSIGNMENT, tmp_path)
 
 
 def test_corpus_is_broad():

@@ -1,5 +1,7 @@
-"""Write the sample submissions `make demo` grades: the solution, a typical
-student's notebook with three realistic bugs, and the unfilled release.
+"""Write the sample submissions `make demo` grades, for each assignment: the
+solution, a typical student's notebook with realistic bugs, and the unfilled
+release. Notebook 1's are OUT_DIR/krylov_hessian/*.ipynb, Notebook 2's
+OUT_DIR/randomized_ntk/*.ipynb.
 
 Usage: python -m tests.corpus.samples OUT_DIR
 """
@@ -8,6 +10,8 @@ import sys
 from pathlib import Path
 
 from tests.corpus import build
+from tests.corpus.build import Builder
+from tests.corpus_ntk.build import NTK, swapped
 
 TYPICAL_STUDENT = {
     # 1.3: a forward difference instead of a central one.
@@ -37,12 +41,28 @@ TYPICAL_STUDENT = {
 }
 
 
+
+
+def typical_ntk_student() -> dict[str, str]:
+    """Notebook 2: Hutch++ forgets to project G, and Nystrom keeps s instead of s^2."""
+    return {
+        "ex2_1_code": swapped("ex2_1_code", ("    G_perp = G - Q @ (Q.T @ G)", "    G_perp = G")),
+        "ex4_1_code": swapped("ex4_1_code", ("(s ** 2 - nu).clamp_min(0.0)",
+                                             "(s - nu).clamp_min(0.0)")),
+    }
+
+
+def write_samples(builder: Builder, typical: dict[str, str], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    build.write(builder.master(), out / "solution.ipynb")
+    build.write(builder.variant(typical), out / "typical_student.ipynb")
+    build.write(builder.unfilled(), out / "unfilled.ipynb")
+
+
 def main(out_dir: str) -> None:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    build.write(build.master(), out / "solution.ipynb")
-    build.write(build.variant(TYPICAL_STUDENT), out / "typical_student.ipynb")
-    build.write(build.unfilled(), out / "unfilled.ipynb")
+    write_samples(build.KRYLOV, TYPICAL_STUDENT, out / "krylov_hessian")
+    write_samples(NTK, typical_ntk_student(), out / "randomized_ntk")
     print(f"sample submissions written to {out}")
 
 

@@ -1,0 +1,22 @@
+"""Grade every mutant of Notebook 2's corpus and assert its verdict, exercise by exercise."""
+
+import pytest
+
+from tests.corpus.mutants import assert_verdict
+from tests.corpus_ntk.build import ASSIGNMENT
+from tests.corpus_ntk.mutants import CORPUS
+
+MUTANTS = CORPUS.mutants
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_mutant_verdict(mutant, tmp_path):
+    assert_verdict(mutant, ASSIGNMENT, tmp_path)
+
+
+def test_corpus_is_broad():
+    kinds = [m.kind for m in MUTANTS]
+    assert len(MUTANTS) >= 30
+    assert kinds.count("correct") >= 4 and kinds.count("bug") >= 15
+    assert kinds.count("cheat") >= 5 and kinds.count("unfilled") == 1
+    assert len({m.name for m in MUTANTS}) == len(MUTANTS)
