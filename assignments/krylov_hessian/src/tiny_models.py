@@ -1,4 +1,4 @@
-"""Tiny MLPs whose loss Hessians are small enough to materialize and check.
+"""Tiny MLPs whose loss Hessians (and NTKs) are small enough to materialize and check.
 
 The activations are smooth (tanh) so the loss is twice differentiable
 everywhere and a central finite difference of the gradient is a fair
@@ -39,6 +39,16 @@ def toy_mlp(seed: int = 0) -> nn.Sequential:
 def tiny_mlp(seed: int = 0) -> nn.Sequential:
     """49 inputs (7x7 MNIST) -> 32 tanh units -> 10 classes: 1,930 parameters."""
     return _mlp([49, 32, 10], seed)
+
+
+def small_mlp(seed: int = 0, hidden: int = 12) -> nn.Sequential:
+    """49 inputs (7x7 MNIST) -> `hidden` tanh units -> 10 classes: 730 parameters at 12.
+
+    Notebook 2's running example: its loss Hessian (730 x 730) is materialized
+    and diagonalized in a fraction of a second, which lets every randomized
+    estimate be compared with the exact answer.
+    """
+    return _mlp([49, hidden, 10], seed)
 
 
 def count_params(model: nn.Module) -> int:
