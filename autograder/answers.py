@@ -104,12 +104,8 @@ class AnswerKey:
     def read(cls, path: Path, version: str) -> "AnswerKey | None":
         """The key stored at `path` if it was written for `version`; None if there is
         none, it is unreadable, or it belongs to another version."""
-        try:
-            data = torch.load(path, weights_only=True)
-        except (OSError, RuntimeError, ValueError, EOFError):  # absent, truncated, foreign
-            return None
-        if not isinstance(data, dict) or data.get("version") != version \
-                or not isinstance(data.get("entries"), dict):
+        data = _load(path)
+        if data.get("version") != version or not isinstance(data.get("entries"), dict):
             return None
         return cls(version, data["entries"])
 
@@ -119,13 +115,18 @@ class AnswerKey:
         partial.replace(path)
 
 
-def stored_version(path: Path) -> str | None:
-    """The grader version the key at `path` was written for, or None."""
+def _load(path: Path) -> dict:
+    """What a key file holds; empty if it is absent, truncated or not a key."""
     try:
         data = torch.load(path, weights_only=True)
     except (OSError, RuntimeError, ValueError, EOFError):
-        return None
-    return data.get("version") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def stored_version(path: Path) -> str | None:
+    """The grader version the key at `path` was written for, or None."""
+    return _load(path).get("version")
 
 
 _active: AnswerKey | None = None
