@@ -170,10 +170,15 @@ class RunnerSupply:
     runner knows nothing of its submission until the session sends the cells.
     """
 
-    def __init__(self, assignment: Assignment, zygote: bool = False):
+    def __init__(self, assignment: Assignment, zygote: bool = False,
+                 spare_cpu: bool | None = None):
+        """`spare_cpu`: whether a grade may use a CPU beside the notebook's (checks on
+        snapshots, a warm-up); default: whether this process may use two. A cohort
+        worker's CPUs are its siblings'."""
         self.assignment = assignment
         self.limits = policy_for(assignment).limits
         self.zygote = RunnerZygote() if zygote else None
+        self.spare_cpu = usable_cpus() >= 2 if spare_cpu is None else spare_cpu
 
     def take(self) -> tuple[Workspace, RunnerProcess]:
         workspace = Workspace(self.assignment.root, self.assignment.release_include,
@@ -350,10 +355,12 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
         answers = answer_key(assignment)
     from .sandbox.session import NotebookSession
 
-    session = NotebookSession(submission, workspace, policy, runner, deadline)
+    # Without a spare CPU, checks beside the notebook or a warm-up would only compete with it.
+    session = NotebookSession(submission, workspace, policy, runner, deadline,
+                              checkpoints(submission, assignment) if runners.spare_cpu else None)
     session.on_cell = on_cell
     warming = threading.Thread(target=warm_up, args=(suite, report), daemon=True)
-    if usable_cpus() >= 2:  # with one CPU it would only compete with the notebook, and cost memory
+    if runners.spare_cpu and not session.checkpoints:  # checks on snapshots warm up as they go
         warming.start()
 
     def progress(outcomes: list[CheckOutcome]) -> None:
@@ -362,16 +369,17 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
             write_results(report, out)
 
     try:
-        session.execute()
+        session.start()
         if warming.is_alive():
             warming.join()
+        with using(answers):
+            plugin = run_suite(suite, session, progress)
+        session.settle()
         report.sandbox_layers = list(session.layers)
         report.sandbox_missing = list(session.missing_layers)
         report.cells = [session.cells[i] for i in sorted(session.cells)]
         report.figures = list(session.figures)
         report.warnings.extend(session.warnings)
-        with using(answers):
-            plugin = run_suite(suite, session, progress)
     finally:
         session.close()
         workspace.remove()
@@ -386,6 +394,31 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
         report.warnings.append("the grader hit internal problems; course staff have "
                                "the details")
     return plugin
+
+
+SNAPSHOT_WORTH_S = 0.5  # of the master's measured cells ahead, for a snapshot to pay off
+
+
+def checkpoints(submission: Submission, assignment: Assignment) -> dict[int, frozenset[str]]:
+    """By cell index, the exercises whose cells (found by grade id: the exercise's own,
+    or one that extends it, such as `ex1_1_code`) have all run once that cell has:
+    where a snapshot lets their checks start, kept only where the cells up to the next
+    one are expected (by costs.json) to take SNAPSHOT_WORTH_S or more (a snapshot costs
+    the runner a fork and copies of the pages it then writes). An exercise none of
+    whose cells keeps its grade id is never covered: its checks wait for the end."""
+    last: dict[str, int] = {}
+    for cell in submission.cells:
+        for exercise in assignment.exercises:
+            if cell.key == exercise.grade_id or cell.key.startswith(exercise.grade_id + "_"):
+                last[exercise.id] = max(last.get(exercise.id, -1), cell.index)
+    seconds = {cell.index: assignment.costs.cells.get(cell.key, 0.0) for cell in submission.cells}
+    kept, ahead = [], 0.0
+    for index in sorted(seconds, reverse=True):
+        if index in last.values() and ahead >= SNAPSHOT_WORTH_S:
+            kept.append(index)
+            ahead = 0.0
+        ahead += seconds[index]
+    return {index: frozenset(e for e, at in last.items() if at <= index) for index in kept}
 
 
 def file_checks(report: GradeReport, outcomes: list[CheckOutcome],

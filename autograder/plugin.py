@@ -35,7 +35,7 @@ from .sandbox.records import CellStatus
 
 if TYPE_CHECKING:
     from .sandbox.live import LiveSession
-    from .sandbox.session import NotebookSession
+    from .sandbox.session import NotebookSession, Vouch
 
 INTERNAL_ERROR = ("The grader could not complete this check because of an internal error; "
                   "course staff can see the details.")
@@ -102,6 +102,9 @@ class GradingPlugin:
         self.problems: list[str] = []  # for staff: collection errors, unmarked tests
         self.call_costs: dict[str, tuple[float, set[str]]] = {}  # function -> (s, exercises)
         self._started: dict[str, float] = {}
+        self._provisional: dict[str, Vouch | None] = {}  # checks run on a snapshot
+        self.provisional = 0  # how many checks ran on a snapshot
+        self.rerun: list[str] = []  # and which of them ran again on the final state
 
     @property
     def outcomes(self) -> list[CheckOutcome]:
@@ -135,14 +138,45 @@ class GradingPlugin:
             yield
 
     @pytest.fixture
-    def student(self):
-        proxy = self.session.student()
+    def student(self, request: pytest.FixtureRequest):
+        """A fork of the notebook for this check: of a snapshot taken after its exercise's
+        cells if the notebook is still running, else of the final state. A verdict from
+        a snapshot is provisional (see `pytest_runtestloop`)."""
+        marker = request.node.get_closest_marker("check")
+        exercise = (None if marker is None or "notebook" in request.fixturenames
+                    else _describe(request.node, marker)[0])
+        proxy = self.session.student(exercise)
         yield proxy
         proxy.close()
+        if proxy.snapshot is not None:
+            outcome = self._outcomes.get(request.node.nodeid)
+            passed = outcome is not None and outcome.passed
+            self._provisional[request.node.nodeid] = (self.session.vouch(proxy) if passed
+                                                      else None)
 
     @pytest.fixture
     def notebook(self) -> "NotebookSession":
+        """How the cells ran and what they drew: all of them, so execution must end."""
+        self.session.settle()
         return self.session
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session):
+        """Once every check has run, run again on the final state each check that ran on
+        a snapshot and did not pass (its fork could write no file) or whose names
+        reach anything the rest of the notebook changed: every verdict is then the
+        one the final state gives."""
+        yield
+        vouched = {key: vouch for key, vouch in self._provisional.items() if vouch is not None}
+        again = {key for key, vouch in self._provisional.items() if vouch is None}
+        if vouched:
+            again |= self.session.stale(vouched)
+        self.provisional, self._provisional = len(self._provisional), {}
+        items = [item for item in session.items if item.nodeid in again]
+        self.rerun = [item.nodeid for item in items]
+        for position, item in enumerate(items, 1):
+            following = items[position] if position < len(items) else None
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=following)
 
     @pytest.fixture(autouse=True)
     def _deterministic(self):

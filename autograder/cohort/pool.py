@@ -100,7 +100,7 @@ def _warm_worker(assignment_root: str) -> None:
     the zygote its runners are forked from."""
     global _assignment, _runners
     _assignment = Assignment.load(assignment_root)
-    _runners = RunnerSupply(_assignment, zygote=True)
+    _runners = RunnerSupply(_assignment, zygote=True, spare_cpu=False)
     Finalize(_runners, _runners.close, exitpriority=10)  # the zygote dies with the worker
     from .. import plugin  # noqa: F401 - the import is the point (it loads the session too)
 

@@ -182,11 +182,17 @@ class Lender:
 class StudentProxy(Lender):
     """Calls into one fork of the executed notebook (one check's worth)."""
 
-    def __init__(self, sock: socket.socket, pid: int, runner: RunnerProcess, clock: CallClock):
+    def __init__(self, sock: socket.socket, pid: int, runner: RunnerProcess, clock: CallClock,
+                 parent: int | None = None, snapshot: int | None = None):
+        """`parent`: the process that forked this one (default: the runner); `snapshot`:
+        the sealed snapshot that did, whose children cannot write (nothing to undo)."""
         super().__init__()
         self.changed: list[str] = []  # what the last call changed of its inputs
+        self.names: set[str] = set()  # every name this check asked the notebook for
+        self.snapshot = snapshot
         self._sock = sock
         self._pid = pid
+        self._parent = parent
         self._runner = runner
         self._clock = clock
 
@@ -205,6 +211,7 @@ class StudentProxy(Lender):
 
     def get(self, name: str):
         """The value of a notebook variable, as plain data."""
+        self.names.add(name)
         protocol.send(self._sock, {"op": "get", "name": name})
         return self._await(f"the variable {name}", name, None, timed=False)
 
@@ -216,6 +223,7 @@ class StudentProxy(Lender):
         """
         lent: list[Operator] = []
         self.changed = []
+        self.names.add(name)
         protocol.send(self._sock, {
             "op": "call", "name": name,
             "args": protocol.encode([self._encode(a, lent) for a in args]),
@@ -283,6 +291,8 @@ class StudentProxy(Lender):
 
     def _check_disk(self, what: str) -> None:
         """Past the disk quota, end this fork, delete what it wrote, blame the call."""
+        if self.snapshot is not None:
+            return  # sealed: it cannot write, and the running notebook's files are its own
         violation = self._runner.over_quota()
         if violation is not None:
             self.close()
@@ -307,6 +317,7 @@ class StudentProxy(Lender):
         """End this fork, killing it if it is still busy, and undo what it wrote to the
         scratch folder, so that no check can read what an earlier check's fork left
         there (such as the hidden inputs it was called with)."""
-        self._runner.kill_child(self._pid)
+        self._runner.kill_child(self._pid, self._parent)
         self._sock.close()
-        self._runner.undo_writes()
+        if self.snapshot is None:
+            self._runner.undo_writes()

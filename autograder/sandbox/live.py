@@ -62,6 +62,8 @@ class _LentOperator:
 class LiveStudent(Lender):
     """A check's `student`, reading and calling the definitions in `namespace`."""
 
+    snapshot = None  # always the live state: no verdict here is provisional
+
     def __init__(self, namespace: dict):
         super().__init__()
         self._namespace = namespace
@@ -135,8 +137,11 @@ class LiveSession:
         self.cells: dict = {}
         self.figures: list = []
 
-    def student(self) -> LiveStudent:
+    def student(self, exercise: str | None = None) -> LiveStudent:
         return LiveStudent(self.namespace)
+
+    def settle(self) -> None:
+        """Nothing runs in the background here."""
 
 
 def execute_notebook(cells: tuple, on_cell: Callable[[int, int], None] | None = None

@@ -474,14 +474,18 @@ class RunnerProcess:
             grew = bool(more)
         return {pid for pid in members if pid in table}
 
-    def kill_child(self, pid: int) -> None:
-        """Kill one fork of the runner: called after every check, so it reads
-        one /proc entry instead of the whole table."""
+    def is_child(self, pid: int, parent: int | None = None) -> bool:
+        """Whether `pid` is a child of `parent` (default: the runner), from one /proc entry."""
         try:
-            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            return  # already gone
-        if pid != self.pid and parent == self.pid:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return False
+        return pid != self.pid and stat[1] == str(parent or self.pid)
+
+    def kill_child(self, pid: int, parent: int | None = None) -> None:
+        """Kill one fork of the runner (or of `parent`, one of its snapshots): called
+        after every check, so it reads one /proc entry instead of the whole table."""
+        if self.is_child(pid, parent):
             os.kill(pid, signal.SIGKILL)
 
     def kill_strays(self) -> None:

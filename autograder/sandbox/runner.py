@@ -6,7 +6,8 @@ already past its imports, by a zygote (`zygote`) that a cohort worker keeps. It 
 sees hidden tests, reference code or expected values: it only answers
 requests made of plain data (see `protocol`). After executing the notebook it becomes a "zygote": each
 `fork` request makes a child holding a copy of the notebook's state, which
-serves one check's calls and dies. A hang, crash or corruption in one check
+serves one check's calls and dies. Between cells, a `snapshot` request forks
+a sealed zygote of the state so far, for the checks of the exercises done. A hang, crash or corruption in one check
 therefore cannot touch the next, and the grader can kill a child without
 losing the notebook.
 """
@@ -27,6 +28,7 @@ import traceback
 
 from . import protocol
 from .confine import confine
+from .fingerprint import library_baseline
 
 OUTPUT_LIMIT = 20_000  # characters of stdout kept per cell
 MAX_FIGURE_POINTS = 5_000  # per line, for plot checks
@@ -350,7 +352,20 @@ def serve_check(sock: socket.socket, namespace: dict) -> None:
         _reply_value(sock, value, inputs_changed)
 
 
-def _fork_check(sock: socket.socket, namespace: dict) -> tuple[int, socket.socket]:
+def _seeders() -> tuple:
+    """Seeding functions of the global generators, taken before any cell can rebind
+    them: every check's fork starts from the same seeds, whatever the notebook drew
+    before (so a check on a snapshot and one on the final state draw alike)."""
+    import random
+
+    import numpy
+    import torch
+
+    return torch.default_generator.manual_seed, numpy.random.seed, random.seed
+
+
+def _fork_check(sock: socket.socket, namespace: dict,
+                seeders: tuple) -> tuple[int, socket.socket]:
     """A child holding a copy of the notebook's state, waiting on its own socket for
     one check's requests; returns its pid and the grader's end of that socket."""
     child_end, grader_end = socket.socketpair()
@@ -360,6 +375,8 @@ def _fork_check(sock: socket.socket, namespace: dict) -> tuple[int, socket.socke
         grader_end.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         try:
+            for seed in seeders:
+                seed(0)
             serve_check(child_end, namespace)
         finally:
             os._exit(0)
@@ -367,35 +384,87 @@ def _fork_check(sock: socket.socket, namespace: dict) -> tuple[int, socket.socke
     return pid, grader_end
 
 
-def serve_forks(sock: socket.socket, namespace: dict) -> None:
-    """The zygote loop: hand one child to each check until the grader hangs up.
+def _fingerprint(sock: socket.socket, namespace: dict, request: dict, known: dict,
+                 baseline: dict) -> None:
+    """Reply with the digests of what the named values reach, and of the ambient state
+    (computed once: a serving process runs no notebook code)."""
+    from .fingerprint import ambient, digests
+
+    names = request.get("names")
+    names = [n for n in names if isinstance(n, str)][:200] if isinstance(names, list) else []
+    if "ambient" not in known:
+        known["ambient"] = ambient(namespace, baseline)
+    protocol.send(sock, {"op": "fingerprint", "digests": digests(namespace, names),
+                         "ambient": known["ambient"]})
+
+
+def serve_forks(sock: socket.socket, namespace: dict, seeders: tuple, baseline: dict,
+                sealed: bool = False) -> None:
+    """The zygote loop: hand one child to each check until the grader hangs up, and
+    answer `fingerprint` requests.
 
     The child for the next check is forked as soon as one is handed out, while
     that check runs, so a check waits for a reply and never for a fork. (The
     first is forked on the first request: the grader clears the notebook's stray
-    processes between its `serve` and that request.)
+    processes between its `serve` and that request.) A `sealed` zygote is a
+    snapshot serving checks while the notebook still runs: it and its children
+    can write no file and signal nothing outside themselves, so no check can
+    reach the running notebook. `baseline`: the libraries as imported (see
+    `fingerprint.ambient`).
     """
+    if sealed:
+        from .confine import landlock, read_only_paths
+
+        landlock([], [*read_only_paths(), os.environ["HOME"]])  # raises: no sealed zygote
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
-    # Memory: give the execution's garbage back to the system, and keep the
-    # children's garbage collector off the zygote's objects, so that a fork
-    # copies only the pages its check really writes.
-    gc.collect()
+    # Memory: keep the children's garbage collector off the zygote's objects, so that
+    # a fork copies only the pages its check really writes; and give the execution's
+    # garbage back to the system (not worth a snapshot's time: it lives seconds).
+    if not sealed:
+        gc.collect()
+        with contextlib.suppress(AttributeError, OSError):
+            ctypes.CDLL(None).malloc_trim(0)  # glibc only
     gc.freeze()
-    with contextlib.suppress(AttributeError, OSError):
-        ctypes.CDLL(None).malloc_trim(0)  # glibc only
-    ready = None
+    ready, known = None, {}
     while True:
         try:
             request = protocol.receive(sock)
         except EOFError:
             return
+        if request.get("op") == "fingerprint":
+            _fingerprint(sock, namespace, request, known, baseline)
+            continue
         if request.get("op") != "fork":
             continue
-        pid, grader_end = ready or _fork_check(sock, namespace)
+        pid, grader_end = ready or _fork_check(sock, namespace, seeders)
         fd = grader_end.detach()
         protocol.send_with_fd(sock, {"op": "forked", "pid": pid}, fd)
         os.close(fd)
-        ready = _fork_check(sock, namespace)
+        ready = _fork_check(sock, namespace, seeders)
+
+
+def _snapshot(sock: socket.socket, namespace: dict, seeders: tuple, baseline: dict,
+              taken: list[int]) -> None:
+    """Fork a sealed zygote holding the state after the cells run so far, and hand the
+    grader its socket: that exercise's checks start while the notebook goes on."""
+    for pid in list(taken):  # snapshots the grader is done with are reaped here
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                taken.remove(pid)
+    child_end, grader_end = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sock.close()
+            grader_end.close()
+            serve_forks(child_end, namespace, seeders, baseline, sealed=True)
+        finally:
+            os._exit(0)
+    taken.append(pid)
+    child_end.close()
+    fd = grader_end.detach()
+    protocol.send_with_fd(sock, {"op": "snapshot", "pid": pid}, fd)
+    os.close(fd)
 
 
 def main() -> None:
@@ -419,11 +488,15 @@ def run_notebook(sock: socket.socket, engine_dir: str, processes: int) -> None:
     # The grader's interrupt is meant for a running cell: between cells it is ignored,
     # so that one arriving just as a cell ends cannot kill the runner.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    seeders, baseline, snapshots = _seeders(), library_baseline(), []
     while True:
         request = protocol.receive(sock)
         if request.get("op") == "serve":
-            serve_forks(sock, shell.user_ns)
+            serve_forks(sock, shell.user_ns, seeders, baseline)
             return
+        if request.get("op") == "snapshot":
+            _snapshot(sock, shell.user_ns, seeders, baseline, snapshots)
+            continue
         index = request["index"]
         protocol.send(sock, {"op": "cell_start", "index": index})
         signal.signal(signal.SIGINT, signal.default_int_handler)

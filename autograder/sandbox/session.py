@@ -12,6 +12,13 @@ erase the definitions further on. Execution ends before the deadline, with
 time left for the checks, each of which gets a fresh fork through
 `student()` (see `calls`).
 
+With `checkpoints`, execution runs in a thread and the checks of an exercise
+start while the notebook goes on: after an exercise's last cell the runner
+forks a sealed snapshot, and a check of that exercise forks from it. Such a
+verdict is provisional: `stale` tells which of them the final state could
+change (a name rebound, a value mutated, a library patched later, see
+`fingerprint`), and those checks run again on the final state.
+
 Flags such as timeouts come from what the session observed, never from
 what the runner says.
 """
@@ -19,12 +26,15 @@ what the runner says.
 import base64
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ..submission import CodeCell, Submission
 from . import protocol
 from .calls import CallClock, StudentCrash, StudentProxy
+from .fingerprint import UNKNOWN
 from .process import IO_TIMEOUT_S, ExecutionPolicy, RunnerProcess, Workspace
 from .records import CellRun, CellStatus, Figure
 
@@ -35,6 +45,29 @@ POLL_S = 0.2  # how often the scratch folder's quota is checked while a cell run
 MAX_FIGURES_PER_CELL = 50
 MAX_FIGURE_BYTES = 64 * 2**20  # of PNG, all cells together
 MAX_STDOUT_CHARS = 50_000
+MAX_SNAPSHOTS = 3  # alive at once: each keeps the pages the notebook has since rewritten
+FINGERPRINT_S = 30.0  # for a serving process to digest what a check's names reach
+
+
+@dataclass(eq=False)
+class Snapshot:
+    """A sealed fork of the runner between cells (`runner.serve_forks`): the checks of
+    the exercises it `covers` (all of whose cells had run) start on it."""
+
+    pid: int
+    sock: socket.socket
+    covers: frozenset[str]
+    alive: bool = True
+
+
+@dataclass
+class Vouch:
+    """What a check run on a snapshot read there: the names it asked for, the digests
+    of what they reach and of the ambient state (None: not known)."""
+
+    names: frozenset[str]
+    digests: dict[str, str] | None = None
+    ambient: str = field(default=UNKNOWN)
 
 
 class _Fault(Exception):
@@ -70,9 +103,11 @@ class NotebookSession:
     """One executed submission, kept alive while its checks run."""
 
     def __init__(self, submission: Submission, workspace: Workspace, policy: ExecutionPolicy,
-                 runner: RunnerProcess | None = None, deadline: float | None = None):
+                 runner: RunnerProcess | None = None, deadline: float | None = None,
+                 checkpoints: dict[int, frozenset[str]] | None = None):
         """`runner` may be one started early, so that its imports overlap ours;
-        `deadline` (time.monotonic) bounds execution and every call."""
+        `deadline` (time.monotonic) bounds execution and every call; `checkpoints`
+        names, by cell index, the exercises whose cells have all run after it."""
         self.submission = submission
         self.workspace = workspace
         self.policy = policy
@@ -87,11 +122,56 @@ class NotebookSession:
         self.on_cell: Callable[[int, int], None] | None = None  # (cell n, of N) as each starts
         self._figure_bytes = 0
         self._ready = False  # the runner has reported its confinement
+        self.checkpoints = dict(checkpoints or {})
+        self._snapshots: list[Snapshot] = []
+        self._changed = threading.Condition()  # a snapshot was taken, or execution ended
+        self._done = False  # every cell has run (or will not)
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None  # of the execution thread
+        self._settled = False  # the runner serves the final state
 
     # --- execution -----------------------------------------------------------
 
     def execute(self) -> None:
-        """Run every code cell once, in order, continuing past failures."""
+        """Run every code cell once, in order, continuing past failures; then serve."""
+        self.start()
+        self.settle()
+
+    def start(self) -> None:
+        """Start executing: in a thread when checks may start on snapshots."""
+        if not self.checkpoints:
+            self._execute()
+            return
+        self._thread = threading.Thread(target=self._execute, name="execution", daemon=True)
+        self._thread.start()
+
+    def settle(self) -> None:
+        """Wait for execution to end, retire the snapshots, and let the runner serve the
+        final state (once)."""
+        if self._settled:
+            return
+        if self._thread is not None:
+            self._thread.join()
+        self._settled = True
+        with self._changed:
+            for snapshot in list(self._snapshots):
+                self._retire(snapshot)
+        if self._failure is not None:
+            raise self._failure
+        if self.runner is not None:
+            self._serve()
+
+    def _execute(self) -> None:
+        try:
+            self._execute_cells()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by settle, in the caller
+            self._failure = exc
+        finally:
+            with self._changed:
+                self._done = True
+                self._changed.notify_all()
+
+    def _execute_cells(self) -> None:
         notebook_ends = None  # the total budget counts from the first cell, not the imports
         stop = (self.deadline - self.policy.checks_reserve_s if self.deadline is not None
                 else float("inf"))
@@ -124,6 +204,8 @@ class NotebookSession:
                                              stop), cut)
                 if cell.index not in cut:
                     completed.add(cell.index)
+                if cell.index in self.checkpoints and position < len(cells):
+                    self._snapshot(self.checkpoints[cell.index])
             except _Fault:
                 cut.add(cell.index)
                 self._drop_runner()
@@ -137,8 +219,31 @@ class NotebookSession:
                 position = 0  # replay what completed, in a fresh runner, then go on
                 self.figures = [f for f in self.figures if f.cell in cut]
                 self._figure_bytes = sum(len(f.png) for f in self.figures)
-        if self.runner is not None:
-            self._serve()
+
+    def _snapshot(self, covers: frozenset[str]) -> None:
+        """Have the runner fork a sealed snapshot of the state now. Raises _Fault when
+        the runner does not answer as it should."""
+        with self._changed:
+            if sum(s.alive for s in self._snapshots) >= MAX_SNAPSHOTS:
+                return  # the checks are behind: theirs will use a later one
+        try:
+            protocol.send(self.runner.sock, {"op": "snapshot"})
+            ready, _, _ = select.select([self.runner.sock], [], [], IO_TIMEOUT_S)
+            if not ready:
+                raise _Fault
+            message, fd = protocol.receive_with_fd(self.runner.sock)
+        except (EOFError, OSError, protocol.ProtocolError) as exc:
+            raise _Fault from exc
+        sock = socket.socket(fileno=fd)
+        pid = message.get("pid")
+        if message.get("op") != "snapshot" or type(pid) is not int \
+                or not self.runner.is_child(pid):
+            sock.close()
+            raise _Fault
+        sock.settimeout(IO_TIMEOUT_S)
+        with self._changed:
+            self._snapshots.append(Snapshot(pid, sock, covers))
+            self._changed.notify_all()
 
     def _budget(self, cell: CodeCell, replay: bool, notebook_ends: float,
                 stop: float) -> tuple[float, str]:
@@ -260,6 +365,9 @@ class NotebookSession:
                 self.cells[cell.index] = CellRun(cell.index, CellStatus.SKIPPED, 0.0, why)
 
     def _drop_runner(self) -> None:
+        with self._changed:  # they die with the runner
+            for snapshot in self._snapshots:
+                snapshot.alive = False
         if self.runner is not None:
             self.runner.stop()
             # What the last run wrote goes, lest the next runner trip over it.
@@ -279,25 +387,117 @@ class NotebookSession:
 
     # --- checks --------------------------------------------------------------
 
-    def student(self) -> StudentProxy:
-        """A proxy to a fresh fork of the executed notebook."""
+    def student(self, exercise: str | None = None) -> StudentProxy:
+        """A proxy to a fresh fork of the notebook: of the latest snapshot that covers
+        `exercise` while execution goes on, else of the final state."""
+        while True:
+            snapshot = self._snapshot_for(exercise)
+            if snapshot is None:
+                break
+            try:
+                return self._fork(snapshot.sock, snapshot.pid, snapshot=snapshot.pid)
+            except StudentCrash:  # no sealed fork here (no Landlock?): stop taking them
+                self.checkpoints = {}
+                with self._changed:
+                    self._retire(snapshot)
+        self.settle()
         if self.runner is None or self.runner.process.poll() is not None:
             raise StudentCrash("the notebook's process is not running")
-        protocol.send(self.runner.sock, {"op": "fork"})
-        ready, _, _ = select.select([self.runner.sock], [], [], 10)
-        if not ready:
-            raise StudentCrash("the notebook's process did not respond")
+        return self._fork(self.runner.sock, self.runner.pid)
+
+    def _snapshot_for(self, exercise: str | None) -> Snapshot | None:
+        """The latest live snapshot covering `exercise`, waiting for one while execution
+        goes on; older ones are retired. None once execution has ended."""
+        if exercise is None or self._settled or self._thread is None:
+            return None
+        with self._changed:
+            while True:
+                # Each snapshot covers what older ones do: only the newest is of use.
+                for older in self._snapshots[:-1]:
+                    self._retire(older)
+                newest = self._snapshots[-1] if self._snapshots else None
+                if newest is not None and newest.alive and exercise in newest.covers:
+                    return newest
+                if newest is not None:
+                    self._retire(newest)  # this check needs a later one
+                if self._done:
+                    return None
+                self._changed.wait()
+
+    def _retire(self, snapshot: Snapshot) -> None:
+        """End a snapshot (checks' thread only: the socket may be in use there)."""
+        if snapshot.alive and self.runner is not None:
+            self.runner.kill_child(snapshot.pid)
+        snapshot.alive = False
+        snapshot.sock.close()
+        self._snapshots.remove(snapshot)
+
+    def _fork(self, sock: socket.socket, parent: int, snapshot: int | None = None) -> StudentProxy:
+        """A proxy to a new child of the serving process on `sock`."""
         try:
-            message, fd = protocol.receive_with_fd(self.runner.sock)
+            protocol.send(sock, {"op": "fork"})
+            ready, _, _ = select.select([sock], [], [], 10)
+            if not ready:
+                raise StudentCrash("the notebook's process did not respond")
+            message, fd = protocol.receive_with_fd(sock)
         except (EOFError, OSError, protocol.ProtocolError) as exc:
             raise StudentCrash("the notebook's process did not respond") from exc
         pid = message.get("pid")
         if message.get("op") != "forked" or not isinstance(pid, int):
             raise StudentCrash("the notebook's process sent a malformed reply")
-        sock = socket.socket(fileno=fd)
-        sock.settimeout(IO_TIMEOUT_S)
-        return StudentProxy(sock, pid, self.runner, self.clock)
+        child = socket.socket(fileno=fd)
+        child.settimeout(IO_TIMEOUT_S)
+        return StudentProxy(child, pid, self.runner, self.clock, parent, snapshot)
+
+    # --- provisional verdicts -------------------------------------------------
+
+    def vouch(self, proxy: StudentProxy) -> Vouch | None:
+        """For a check that ran on a snapshot: what its names reach there. None for a
+        check on the final state, whose verdict is final."""
+        if proxy.snapshot is None:
+            return None
+        vouch = Vouch(frozenset(proxy.names))
+        with self._changed:
+            source = next((s for s in self._snapshots if s.pid == proxy.snapshot and s.alive),
+                          None)
+        if source is not None:
+            vouch.digests, vouch.ambient = _fingerprints(source.sock, sorted(vouch.names))
+        return vouch
+
+    def stale(self, vouches: dict[str, Vouch]) -> set[str]:
+        """The keys of the provisional verdicts that the final state could change: run
+        those checks again. Settles execution first."""
+        self.settle()
+        names = sorted(set().union(*(v.names for v in vouches.values())))
+        final, ambient = (_fingerprints(self.runner.sock, names)
+                          if vouches and self.runner is not None else (None, UNKNOWN))
+
+        def same(vouch: Vouch) -> bool:
+            if vouch.digests is None or final is None or UNKNOWN in (vouch.ambient, ambient):
+                return False
+            return vouch.ambient == ambient and all(
+                vouch.digests.get(n, UNKNOWN) == final.get(n, UNKNOWN) != UNKNOWN
+                for n in vouch.names)
+
+        return {key for key, vouch in vouches.items() if not same(vouch)}
 
     def close(self) -> None:
         if self.runner is not None:
             self.runner.stop()
+
+
+def _fingerprints(sock: socket.socket, names: list[str]) -> tuple[dict[str, str] | None, str]:
+    """(digest by name, ambient digest) from a serving process; (None, UNKNOWN) if it
+    does not answer as it should."""
+    try:
+        protocol.send(sock, {"op": "fingerprint", "names": names})
+        ready, _, _ = select.select([sock], [], [], FINGERPRINT_S)
+        reply = protocol.receive(sock) if ready else {}
+    except (EOFError, OSError, protocol.ProtocolError):
+        return None, UNKNOWN
+    digests, ambient = reply.get("digests"), reply.get("ambient")
+    if reply.get("op") != "fingerprint" or not isinstance(digests, dict) \
+            or not isinstance(ambient, str) \
+            or not all(isinstance(v, str) for v in digests.values()):
+        return None, UNKNOWN
+    return digests, ambient

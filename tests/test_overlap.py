@@ -1,0 +1,157 @@
+"""Checks beside execution: a check that ran on a snapshot keeps its verdict only when
+the final state would give the same one.
+
+The notebooks here change, after an exercise's cells, what that exercise's checks
+read: a variable rebound, a list its function reads mutated in place, a library
+function patched. Graded with checks on snapshots, every verdict must equal the
+verdict of grading the final state alone (no snapshots), and the checks concerned
+must be the ones run again. The whole corpus (`test_corpus.py`) is graded with
+snapshots too, wherever the machine has a CPU to spare.
+"""
+
+import functools
+
+import nbformat
+import pytest
+import torch
+
+from autograder import grader, plugin
+from autograder.assignment import Assignment
+from autograder.sandbox import fingerprint
+from tests.corpus import build
+from tests.notebooks import ASSIGNMENT
+
+WRAPPED_HVP = """
+_hvp_scale = [1.0]
+_hvp_exact = hvp_double_backward
+
+def hvp_double_backward(model, X, y, v):
+    return _hvp_exact(model, X, y, v) * _hvp_scale[0]
+"""
+LOGGED_POWER = """
+_power_exact = power_iteration
+
+def power_iteration(*args, **kwargs):
+    with open("power_calls.log", "a") as log:  # refused on a snapshot: it is sealed
+        log.write("called\\n")
+    return _power_exact(*args, **kwargs)
+"""
+# After every exercise: the fp32 epsilon rebound, the HVP's scale mutated in place.
+LATE_CHANGES = "eps32 = 0.5\n_hvp_scale[0] = 2.0\n"
+
+
+def _late_notebook() -> "nbformat.NotebookNode":
+    base = build.variant({"ex1_1_code": build.KRYLOV.cell("ex1_1_code") + WRAPPED_HVP,
+                          "ex2_1_code": build.KRYLOV.cell("ex2_1_code") + LOGGED_POWER})
+    return build.appended(LATE_CHANGES, base)
+
+
+def _grade(path, spare_cpu: bool) -> tuple[dict, list[str], int]:
+    """(verdict by check, checks run again, checks run on a snapshot)."""
+    assignment = Assignment.load(ASSIGNMENT)
+    seen = {}
+    original = plugin.run_suite
+
+    def spy(*args, **kwargs):
+        seen["plugin"] = original(*args, **kwargs)
+        return seen["plugin"]
+
+    plugin.run_suite = spy
+    try:
+        report = grader.grade(path, assignment,
+                              runners=grader.RunnerSupply(assignment, spare_cpu=spare_cpu))
+    finally:
+        plugin.run_suite = original
+    verdicts = {(e.id, c.name): (c.passed, c.message) for e in report.exercises
+                for c in e.checks}
+    return verdicts, seen["plugin"].rerun, seen["plugin"].provisional
+
+
+@pytest.fixture(scope="module")
+def late_notebook(tmp_path_factory):
+    return build.write(_late_notebook(), tmp_path_factory.mktemp("late") / "late.ipynb")
+
+
+def test_changes_after_an_exercise_give_the_final_states_verdicts(late_notebook):
+    beside, rerun, provisional = _grade(late_notebook, spare_cpu=True)
+    alone, _, none = _grade(late_notebook, spare_cpu=False)
+    assert none == 0 and provisional > 20, "the checks did not run beside execution"
+    assert beside == alone
+    failed = {exercise for (exercise, _), (passed, _) in alone.items() if not passed}
+    # The rebound variable and the mutated list fail their exercises, as in the final state.
+    assert {"0.3", "1.1"} <= failed and "2.1" not in failed
+    names = " ".join(rerun)
+    # Run again: what read eps32 or the HVP (their digests changed), and the power
+    # iteration's checks (refused a write on the snapshot, so they failed there).
+    assert "test_eps32" in names and "test_autodiff_hvp_fp32" in names
+    assert "test_s2_power.py::test_top_eigenvalue_fp32_and_fp64" in names
+    assert all(passed for (exercise, _), (passed, _) in beside.items() if exercise == "2.1")
+    # Checks whose names nothing changed kept their snapshot verdicts.
+    assert len(rerun) < provisional
+
+
+def test_a_library_patched_later_sends_every_provisional_check_to_the_final_state(tmp_path):
+    path = build.write(build.appended("torch.dot = lambda a, b: (a * b).sum() * 0\n"),
+                       tmp_path / "patched.ipynb")
+    _, rerun, provisional = _grade(path, spare_cpu=True)
+    assert provisional > 20 and len(rerun) == provisional
+
+
+# --- the digests themselves (the runner's side, here in-process) --------------------
+
+
+def _namespace(code: str) -> dict:
+    namespace: dict = {}
+    exec(compile(code, "<cell>", "exec"), namespace)  # noqa: S102 - test notebook code
+    return namespace
+
+
+@pytest.fixture
+def home(monkeypatch, tmp_path):
+    """The notebook's scratch folder: code from files under it is the notebook's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def test_digests_follow_globals_closures_and_contents_but_not_attribute_names(home):
+    ns = _namespace("import torch\nW = torch.ones(3)\nscale = [2.0]\n"
+                    "def f(x):\n    return x.grad * W * scale[0]\n"
+                    "def g(x):\n    return f(x) + 1\n")
+    before = fingerprint.digests(ns, ["g"])
+    ns["grad"] = torch.zeros(1)  # a global named like an attribute g's code reads
+    assert fingerprint.digests(ns, ["g"]) == before
+    ns["W"].add_(1)  # in place, through f
+    after_w = fingerprint.digests(ns, ["g"])
+    assert after_w != before
+    ns["scale"][0] = 3.0
+    assert fingerprint.digests(ns, ["g"]) != after_w
+    exec("def f(x):\n    return x\n", ns)  # noqa: S102 - rebound
+    assert fingerprint.digests(ns, ["g"])["g"] not in (before["g"], after_w["g"])
+    assert fingerprint.digests(ns, ["absent"]) == {"absent": "missing"}
+
+
+def test_what_cannot_be_digested_never_matches(home):
+    ns = _namespace("class Slotted:\n    __slots__ = ('x',)\n"
+                    "s = Slotted()\ns.x = 1\n")
+    assert fingerprint.digests(ns, ["s"]) == {"s": fingerprint.UNKNOWN}
+
+
+def test_ambient_sees_a_notebook_patching_a_library_but_not_a_library_wrapping_itself(home):
+    baseline = fingerprint.library_baseline()
+    ns: dict = {}
+    start = fingerprint.ambient(ns, baseline)
+    original = torch.linalg.norm
+    try:
+        torch.linalg.norm = functools.wraps(original)(lambda *a, **k: original(*a, **k))
+        # (as torch._dynamo, once imported, wraps torch.manual_seed)
+        assert fingerprint.ambient(ns, baseline) == start
+        torch.linalg.norm = torch.linalg.vector_norm  # a library function, rebound
+        assert fingerprint.ambient(ns, baseline) != start
+    finally:
+        torch.linalg.norm = original
+    assert fingerprint.ambient(ns, baseline) == start
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert fingerprint.ambient(ns, baseline) != start
+    finally:
+        torch.set_default_dtype(previous)
