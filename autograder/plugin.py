@@ -146,6 +146,7 @@ class GradingPlugin:
         exercise = (None if marker is None or "notebook" in request.fixturenames
                     else _describe(request.node, marker)[0])
         proxy = self.session.student(exercise)
+        self._started[request.node.nodeid] = time.monotonic()  # not the wait for a snapshot
         yield proxy
         proxy.close()
         if proxy.snapshot is not None:
@@ -155,9 +156,10 @@ class GradingPlugin:
                                                       else None)
 
     @pytest.fixture
-    def notebook(self) -> "NotebookSession":
+    def notebook(self, request: pytest.FixtureRequest) -> "NotebookSession":
         """How the cells ran and what they drew: all of them, so execution must end."""
         self.session.settle()
+        self._started[request.node.nodeid] = time.monotonic()  # not the wait for the end
         return self.session
 
     @pytest.hookimpl(hookwrapper=True)

@@ -49,11 +49,13 @@ def _engine_imports(name: str) -> set[str]:
             if module == "autograder" or module.startswith("autograder.")}
 
 
-def test_the_runner_imports_only_the_protocol_and_the_confinement():
-    allowed = {"autograder", "autograder.sandbox", "autograder.sandbox.protocol",
-               "autograder.sandbox.confine"}
-    for name in ("autograder.sandbox.runner", "autograder.sandbox.protocol",
-                 "autograder.sandbox.confine"):
+UNTRUSTED_SIDE = {"autograder.sandbox.runner", "autograder.sandbox.protocol",
+                  "autograder.sandbox.confine", "autograder.sandbox.fingerprint"}
+
+
+def test_the_runner_imports_only_the_protocol_the_confinement_and_the_digests():
+    allowed = {"autograder", "autograder.sandbox", *UNTRUSTED_SIDE}
+    for name in sorted(UNTRUSTED_SIDE):
         assert _engine_imports(name) <= allowed, name
 
 
@@ -63,7 +65,8 @@ def test_the_runner_loads_no_other_engine_module_when_it_starts():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
     assert json.loads(out) == ["autograder", "autograder.sandbox", "autograder.sandbox.confine",
-                               "autograder.sandbox.protocol", "autograder.sandbox.runner"]
+                               "autograder.sandbox.fingerprint", "autograder.sandbox.protocol",
+                               "autograder.sandbox.runner"]
 
 
 def test_the_students_side_imports_nothing_linux_only_up_front():
