@@ -17,9 +17,13 @@ import torch
 
 from autograder import grader, plugin
 from autograder.assignment import Assignment
-from autograder.sandbox import fingerprint
+from autograder.sandbox import CellStatus, fingerprint
+from autograder.sandbox.session import NotebookSession
+from autograder.submission import CodeCell, Submission
 from tests.corpus import build
 from tests.notebooks import ASSIGNMENT
+
+ENGINE_ASSIGNMENT = ASSIGNMENT.parent.parent / "tests" / "engine_assignment"
 
 WRAPPED_HVP = """
 _hvp_scale = [1.0]
@@ -155,3 +159,54 @@ def test_ambient_sees_a_notebook_patching_a_library_but_not_a_library_wrapping_i
         assert fingerprint.ambient(ns, baseline) != start
     finally:
         torch.set_default_dtype(previous)
+
+
+# --- a snapshot's checks cannot reach the notebook that is still running -----------
+
+ATTACK = '''
+import os, signal
+
+def attack():
+    """Called by a check on a snapshot: leave a file for the running notebook, and
+    signal the runner (SIGUSR1 would end it)."""
+    outcome = {}
+    try:
+        with open(os.path.join(os.environ["HOME"], "left_by_a_check.txt"), "w") as f:
+            f.write("hidden inputs")
+        outcome["write"] = "written"
+    except OSError as exc:
+        outcome["write"] = type(exc).__name__
+    with open(f"/proc/{os.getppid()}/stat") as stat:  # the snapshot's parent: the runner
+        runner = int(stat.read().rsplit(")", 1)[1].split()[1])
+    try:
+        os.kill(runner, signal.SIGUSR1)
+        outcome["signal"] = "sent"
+    except OSError as exc:
+        outcome["signal"] = type(exc).__name__
+    return outcome
+'''
+
+
+def test_a_check_on_a_snapshot_can_neither_write_nor_signal_the_running_notebook(tmp_path):
+    assignment = Assignment.load(ENGINE_ASSIGNMENT)
+    workspace, runner = grader.RunnerSupply(assignment).take()
+    notebook = Submission(tmp_path / "attack.ipynb",
+                          (CodeCell(0, ATTACK, "ex_attack"),
+                           CodeCell(1, "import time\ntime.sleep(2)\nstill_running = True",
+                                    "ex_later")))
+    session = NotebookSession(notebook, workspace, grader.policy_for(assignment), runner,
+                              checkpoints={0: frozenset({"attack"})})
+    try:
+        session.start()
+        student = session.student("attack")
+        assert student.snapshot is not None
+        outcome = student.call("attack")
+        student.close()
+        session.settle()
+        assert outcome == {"write": "PermissionError", "signal": "PermissionError"}
+        assert session.cells[1].status == CellStatus.OK, session.cells[1].error
+        assert session.runner.process.poll() is None
+        assert not (workspace.root / "left_by_a_check.txt").exists()
+    finally:
+        session.close()
+        workspace.remove()

@@ -148,16 +148,16 @@ class NotebookSession:
     def settle(self) -> None:
         """Wait for execution to end, retire the snapshots, and let the runner serve the
         final state (once)."""
-        if self._settled:
-            return
         if self._thread is not None:
             self._thread.join()
+        if self._failure is not None:  # a fault of the grader's own: as if execute() raised
+            raise self._failure
+        if self._settled:
+            return
         self._settled = True
         with self._changed:
             for snapshot in list(self._snapshots):
                 self._retire(snapshot)
-        if self._failure is not None:
-            raise self._failure
         if self.runner is not None:
             self._serve()
 
