@@ -30,7 +30,7 @@ import pytest
 import torch
 
 from .outcome import CheckOutcome
-from .sandbox.calls import MissingName, StudentError
+from .sandbox.calls import MissingName, StudentCrash, StudentError, StudentTimeout
 from .sandbox.records import CellStatus
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ class GradingPlugin:
         self.call_costs: dict[str, tuple[float, set[str]]] = {}  # function -> (s, exercises)
         self._started: dict[str, float] = {}
         self._provisional: dict[str, Vouch | None] = {}  # checks run on a snapshot
+        self._cut_short: set[str] = set()  # checks failed by a timeout, crash or deadline
         self.provisional = 0  # how many checks ran on a snapshot
         self.rerun: list[str] = []  # and which of them ran again on the final state
 
@@ -146,14 +147,17 @@ class GradingPlugin:
         exercise = (None if marker is None or "notebook" in request.fixturenames
                     else _describe(request.node, marker)[0])
         proxy = self.session.student(exercise)
-        self._started[request.node.nodeid] = time.monotonic()  # not the wait for a snapshot
+        key = request.node.nodeid
+        self._started[key] = time.monotonic()  # not the wait for a snapshot
         yield proxy
         proxy.close()
         if proxy.snapshot is not None:
-            outcome = self._outcomes.get(request.node.nodeid)
-            passed = outcome is not None and outcome.passed
-            self._provisional[request.node.nodeid] = (self.session.vouch(proxy) if passed
-                                                      else None)
+            outcome = self._outcomes.get(key)
+            # A verdict on what the answer gave, not on how long it ran beside the
+            # notebook or on a fork that died (as one does on anything the seal refuses).
+            judged = (outcome is not None and outcome.ran and not proxy.lost
+                      and key not in self._cut_short)
+            self._provisional[key] = self.session.vouch(proxy) if judged else None
 
     @pytest.fixture
     def notebook(self, request: pytest.FixtureRequest) -> "NotebookSession":
@@ -165,9 +169,9 @@ class GradingPlugin:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):
         """Once every check has run, run again on the final state each check that ran on
-        a snapshot and did not pass (its fork could write no file) or whose names
-        reach anything the rest of the notebook changed: every verdict is then the
-        one the final state gives."""
+        a snapshot and was cut short there (a timeout, a fork that died: a sealed one
+        dies on anything its seal refuses) or whose names reach anything the rest of
+        the notebook changed: every verdict is then the one the final state gives."""
         yield
         vouched = {key: vouch for key, vouch in self._provisional.items() if vouch is not None}
         again = {key for key, vouch in self._provisional.items() if vouch is None}
@@ -219,6 +223,8 @@ class GradingPlugin:
                              duration_s=time.monotonic() - self._started.get(item.nodeid, 0))
         if report.failed and call.excinfo is not None:
             check.message, check.staff_detail = _explain(call.excinfo)
+            if isinstance(call.excinfo.value, StudentTimeout | StudentCrash | DeadlineReached):
+                self._cut_short.add(item.nodeid)
             if isinstance(call.excinfo.value, MissingName):
                 check.message = self._why_missing(call.excinfo.value.name) + check.message
         self._outcomes[item.nodeid] = check

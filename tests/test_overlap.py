@@ -18,6 +18,7 @@ import torch
 from autograder import grader, plugin
 from autograder.assignment import Assignment
 from autograder.sandbox import CellStatus, fingerprint
+from autograder.sandbox.calls import StudentCrash
 from autograder.sandbox.session import NotebookSession
 from autograder.submission import CodeCell, Submission
 from tests.corpus import build
@@ -36,7 +37,7 @@ LOGGED_POWER = """
 _power_exact = power_iteration
 
 def power_iteration(*args, **kwargs):
-    with open("power_calls.log", "a") as log:  # refused on a snapshot: it is sealed
+    with open("power_calls.log", "a") as log:  # on a snapshot, this ends the check's fork
         log.write("called\\n")
     return _power_exact(*args, **kwargs)
 """
@@ -86,12 +87,45 @@ def test_changes_after_an_exercise_give_the_final_states_verdicts(late_notebook)
     assert {"0.3", "1.1"} <= failed and "2.1" not in failed
     names = " ".join(rerun)
     # Run again: what read eps32 or the HVP (their digests changed), and the power
-    # iteration's checks (refused a write on the snapshot, so they failed there).
+    # iteration's checks (their forks tried to write on the snapshot, which ended them).
     assert "test_eps32" in names and "test_autodiff_hvp_fp32" in names
     assert "test_s2_power.py::test_top_eigenvalue_fp32_and_fp64" in names
     assert all(passed for (exercise, _), (passed, _) in beside.items() if exercise == "2.1")
     # Checks whose names nothing changed kept their snapshot verdicts.
     assert len(rerun) < provisional
+
+
+def test_failed_checks_keep_their_snapshot_verdicts_when_nothing_changed_later(tmp_path):
+    """The unfilled release fails every check on a snapshot: those are verdicts on what
+    the answers gave (NotImplementedError), so none runs again."""
+    path = build.write(build.unfilled(), tmp_path / "unfilled.ipynb")
+    beside, rerun, provisional = _grade(path, spare_cpu=True)
+    alone, _, _ = _grade(path, spare_cpu=False)
+    assert provisional > 20 and rerun == []
+    assert beside == alone and not any(passed for passed, _ in beside.values())
+
+
+# Right only where it cannot write: a seal it could observe would pass it on a snapshot.
+SEAL_PROBE = """
+_power_exact = power_iteration
+
+def power_iteration(*args, **kwargs):
+    try:
+        open("probe.txt", "w").close()
+    except OSError:
+        return _power_exact(*args, **kwargs)
+    return 0.0
+"""
+
+
+def test_code_that_answers_differently_under_the_seal_gets_the_final_states_verdict(tmp_path):
+    base = build.variant({"ex2_1_code": build.KRYLOV.cell("ex2_1_code") + SEAL_PROBE})
+    path = build.write(base, tmp_path / "probe.ipynb")
+    beside, rerun, provisional = _grade(path, spare_cpu=True)
+    alone, _, _ = _grade(path, spare_cpu=False)
+    assert provisional > 20 and beside == alone
+    assert not all(passed for (exercise, _), (passed, _) in alone.items() if exercise == "2.1")
+    assert "test_s2_power.py::test_top_eigenvalue_fp32_and_fp64" in " ".join(rerun)
 
 
 def test_a_library_patched_later_sends_every_provisional_check_to_the_final_state(tmp_path):
@@ -166,28 +200,30 @@ def test_ambient_sees_a_notebook_patching_a_library_but_not_a_library_wrapping_i
 ATTACK = '''
 import os, signal
 
-def attack():
-    """Called by a check on a snapshot: leave a file for the running notebook, and
-    signal the runner (SIGUSR1 would end it)."""
-    outcome = {}
+def leave_a_file():
+    """Called by a check on a snapshot: leave a file for the running notebook."""
     try:
         with open(os.path.join(os.environ["HOME"], "left_by_a_check.txt"), "w") as f:
             f.write("hidden inputs")
-        outcome["write"] = "written"
     except OSError as exc:
-        outcome["write"] = type(exc).__name__
+        return type(exc).__name__
+    return "written"
+
+def signal_the_runner():
+    """Signal the runner (SIGUSR1 would end it)."""
     with open(f"/proc/{os.getppid()}/stat") as stat:  # the snapshot's parent: the runner
         runner = int(stat.read().rsplit(")", 1)[1].split()[1])
     try:
         os.kill(runner, signal.SIGUSR1)
-        outcome["signal"] = "sent"
     except OSError as exc:
-        outcome["signal"] = type(exc).__name__
-    return outcome
+        return type(exc).__name__
+    return "sent"
 '''
 
 
 def test_a_check_on_a_snapshot_can_neither_write_nor_signal_the_running_notebook(tmp_path):
+    """Either attempt ends the check's fork (the check then runs again on the final
+    state), before the seal could even refuse it: no student code sees a refusal."""
     assignment = Assignment.load(ENGINE_ASSIGNMENT)
     workspace, runner = grader.RunnerSupply(assignment).take()
     notebook = Submission(tmp_path / "attack.ipynb",
@@ -198,12 +234,14 @@ def test_a_check_on_a_snapshot_can_neither_write_nor_signal_the_running_notebook
                               checkpoints={0: frozenset({"attack"})})
     try:
         session.start()
-        student = session.student("attack")
-        assert student.snapshot is not None
-        outcome = student.call("attack")
-        student.close()
+        for attack in ("leave_a_file", "signal_the_runner"):
+            student = session.student("attack")
+            assert student.snapshot is not None
+            with pytest.raises(StudentCrash):
+                student.call(attack)
+            assert student.lost
+            student.close()
         session.settle()
-        assert outcome == {"write": "PermissionError", "signal": "PermissionError"}
         assert session.cells[1].status == CellStatus.OK, session.cells[1].error
         assert session.runner.process.poll() is None
         assert not (workspace.root / "left_by_a_check.txt").exists()

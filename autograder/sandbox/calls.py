@@ -190,6 +190,7 @@ class StudentProxy(Lender):
         self.changed: list[str] = []  # what the last call changed of its inputs
         self.names: set[str] = set()  # every name this check asked the notebook for
         self.snapshot = snapshot
+        self.lost = False  # whether a call ended its fork: a timeout, a crash, bad data
         self._sock = sock
         self._pid = pid
         self._parent = parent
@@ -245,18 +246,18 @@ class StudentProxy(Lender):
                 self._check_disk(what)
                 if time.monotonic() < deadline:
                     continue
-                self.close()
+                self._lose()
                 self._clock.timed_out.add(name)
                 raise StudentTimeout(f"{what} did not finish within {budget:.3g} s"
                                      + (f" ({why})" if why else ""))
             try:
                 message = protocol.receive(self._sock)
             except (EOFError, OSError) as exc:
-                self.close()
+                self._lose()
                 raise StudentCrash(f"{what} crashed the Python process "
                                    "(os._exit, a segfault or running out of memory)") from exc
             except protocol.ProtocolError as exc:
-                self.close()
+                self._lose()
                 raise UnsupportedReturn(f"{what} sent back data the grader cannot read") from exc
             op = message.get("op")
             if op == "invoke":
@@ -286,7 +287,7 @@ class StudentProxy(Lender):
                     raise StudentError(f"{name} is not implemented yet (it raises "
                                        "NotImplementedError)")
                 raise StudentError(f"{what} raised {kind}: {redact_values(text)}")
-            self.close()
+            self._lose()
             raise UnsupportedReturn(f"{what} sent back a malformed message")
 
     def _check_disk(self, what: str) -> None:
@@ -295,7 +296,7 @@ class StudentProxy(Lender):
             return  # sealed: it cannot write, and the running notebook's files are its own
         violation = self._runner.over_quota()
         if violation is not None:
-            self.close()
+            self._lose()
             self._runner.undo_writes()
             raise StudentCrash(f"{what}: {violation}")
 
@@ -312,6 +313,10 @@ class StudentProxy(Lender):
             protocol.send(self._sock, {"op": "invoke_result", "value": protocol.encode(value)})
         except (StudentError, protocol.ProtocolError) as exc:
             protocol.send(self._sock, {"op": "invoke_error", "message": str(exc)})
+
+    def _lose(self) -> None:
+        self.lost = True
+        self.close()
 
     def close(self) -> None:
         """End this fork, killing it if it is still busy, and undo what it wrote to the

@@ -275,26 +275,24 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
+def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+    """One classic BPF instruction."""
+    return struct.pack("=HBBI", code, jt, jf, k)
+
+
 def _seccomp_program(arch: int, socket_nr: int, denied: list[int]) -> bytes:
     """Deny other ABIs (i386, x32) and the listed calls; socket() only for AF_UNIX."""
-    def op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
-        return struct.pack("=HBBI", code, jt, jf, k)
-
-    program = [op(_LD_ABS, 4), op(_JEQ, arch, 1, 0), op(_RET, _RET_ERRNO | _EPERM),
-               op(_LD_ABS, 0), op(_JGE, 0x40000000, 0, 1), op(_RET, _RET_ERRNO | _EPERM)]
+    program = [_op(_LD_ABS, 4), _op(_JEQ, arch, 1, 0), _op(_RET, _RET_ERRNO | _EPERM),
+               _op(_LD_ABS, 0), _op(_JGE, 0x40000000, 0, 1), _op(_RET, _RET_ERRNO | _EPERM)]
     for nr in denied:
-        program += [op(_JEQ, nr, 0, 1), op(_RET, _RET_ERRNO | _EPERM)]
-    program += [op(_JEQ, socket_nr, 0, 3), op(_LD_ABS, 16),  # args[0], low half: the domain
-                op(_JEQ, _AF_UNIX, 1, 0), op(_RET, _RET_ERRNO | _EACCES), op(_RET, _RET_ALLOW)]
+        program += [_op(_JEQ, nr, 0, 1), _op(_RET, _RET_ERRNO | _EPERM)]
+    program += [_op(_JEQ, socket_nr, 0, 3), _op(_LD_ABS, 16),  # args[0], low half: the domain
+                _op(_JEQ, _AF_UNIX, 1, 0), _op(_RET, _RET_ERRNO | _EACCES), _op(_RET, _RET_ALLOW)]
     return b"".join(program)
 
 
-def seccomp_no_sockets() -> list[str]:
-    """Install the filter on this process and its future children."""
-    machine = platform.machine()
-    if machine not in _SYSCALLS:
-        raise OSError(f"no seccomp filter written for {machine}")
-    code = _seccomp_program(*_SYSCALLS[machine])
+def _install(code: bytes) -> None:
+    """Install a filter on this process and its future children."""
     buffer = ctypes.create_string_buffer(code, len(code))
     program = _SockFprog(len(code) // 8, ctypes.cast(buffer, ctypes.c_void_p))
     libc = ctypes.CDLL(None, use_errno=True)
@@ -302,8 +300,56 @@ def seccomp_no_sockets() -> list[str]:
         raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
     if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) < 0:
         raise OSError(ctypes.get_errno(), "seccomp filter refused")
+
+
+def seccomp_no_sockets() -> list[str]:
+    """Install the runner's filter on this process and its future children."""
+    machine = platform.machine()
+    if machine not in _SYSCALLS:
+        raise OSError(f"no seccomp filter written for {machine}")
+    _install(_seccomp_program(*_SYSCALLS[machine]))
     return [("seccomp: Unix sockets only, no ptrace, cross-process memory, io_uring or "
              "System V / message-queue IPC")]
+
+
+# What a sealed snapshot's Landlock domain refuses that the runner's allows, by arch:
+# (open-style calls -> index of their flags argument, sendto, calls refused outright:
+# openat2 (flags out of reach), creat, making, removing, renaming and linking paths,
+# truncate, every signal-sending call, socket, connect, sendmsg, sendmmsg).
+_SEALED = {"x86_64": ({2: 1, 257: 2}, 44,
+                      [437, 85, 83, 258, 84, 87, 263, 82, 264, 316, 86, 265, 88, 266, 133, 259,
+                       76, 62, 200, 234, 129, 297, 424, 41, 42, 46, 307]),
+           "aarch64": ({56: 2}, 206,
+                       [437, 34, 35, 38, 276, 37, 36, 33, 45, 129, 130, 131, 138, 240, 424, 198,
+                        203, 211, 269])}
+_RET_KILL_PROCESS, _JSET = 0x80000000, 0x45
+_WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _sealed_program(arch: int, opens: dict[int, int], sendto: int, ended: list[int]) -> bytes:
+    """End the process on every call the seal would refuse; allow the rest."""
+    kill, allow = _op(_RET, _RET_KILL_PROCESS), _op(_RET, _RET_ALLOW)
+    program = [_op(_LD_ABS, 4), _op(_JEQ, arch, 1, 0), kill,
+               _op(_LD_ABS, 0), _op(_JGE, 0x40000000, 0, 1), kill]
+    for nr in ended:
+        program += [_op(_JEQ, nr, 0, 1), kill]
+    for nr, flags in opens.items():  # an open for writing (the low half of the flags)
+        program += [_op(_JEQ, nr, 0, 4), _op(_LD_ABS, 16 + 8 * flags), _op(_JSET, _WRITING, 0, 1),
+                    kill, allow]
+    program += [_op(_JEQ, sendto, 0, 7),  # to an address (args[4]), not a plain send
+                _op(_LD_ABS, 48), _op(_JEQ, 0, 1, 0), kill, _op(_LD_ABS, 52), _op(_JEQ, 0, 1, 0),
+                kill, allow]
+    return b"".join(program + [allow])
+
+
+def seccomp_end_on_sealed_calls() -> None:
+    """In a sealed snapshot's check: make every call the seal refuses end the process
+    instead of failing, so that a seal that played any part is seen from outside (the
+    check then runs again on the final state) and no student code can act on a refusal."""
+    machine = platform.machine()
+    if machine not in _SEALED:
+        raise OSError(f"no seccomp filter written for {machine}")
+    _install(_sealed_program(_SYSCALLS[machine][0], *_SEALED[machine]))
 
 
 def confine(scratch: str, processes: int) -> tuple[list[str], list[str]]:

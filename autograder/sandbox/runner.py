@@ -364,10 +364,12 @@ def _seeders() -> tuple:
     return torch.default_generator.manual_seed, numpy.random.seed, random.seed
 
 
-def _fork_check(sock: socket.socket, namespace: dict,
-                seeders: tuple) -> tuple[int, socket.socket]:
+def _fork_check(sock: socket.socket, namespace: dict, seeders: tuple,
+                sealed: bool) -> tuple[int, socket.socket]:
     """A child holding a copy of the notebook's state, waiting on its own socket for
-    one check's requests; returns its pid and the grader's end of that socket."""
+    one check's requests; returns its pid and the grader's end of that socket. A
+    `sealed` snapshot's child ends itself on anything the seal refuses (or, if it
+    cannot, at once): a failure there is then the answer's, not the seal's."""
     child_end, grader_end = socket.socketpair()
     pid = os.fork()
     if pid == 0:
@@ -377,6 +379,10 @@ def _fork_check(sock: socket.socket, namespace: dict,
         try:
             for seed in seeders:
                 seed(0)
+            if sealed:
+                from .confine import seccomp_end_on_sealed_calls
+
+                seccomp_end_on_sealed_calls()
             serve_check(child_end, namespace)
         finally:
             os._exit(0)
@@ -409,7 +415,7 @@ def serve_forks(sock: socket.socket, namespace: dict, seeders: tuple, baseline: 
     processes between its `serve` and that request.) A `sealed` zygote is a
     snapshot serving checks while the notebook still runs: it and its children
     can write no file and signal nothing outside themselves, so no check can
-    reach the running notebook. `baseline`: the libraries as imported (see
+    reach the running notebook (and a child that tries ends). `baseline`: the libraries as imported (see
     `fingerprint.ambient`).
     """
     if sealed:
@@ -436,11 +442,11 @@ def serve_forks(sock: socket.socket, namespace: dict, seeders: tuple, baseline: 
             continue
         if request.get("op") != "fork":
             continue
-        pid, grader_end = ready or _fork_check(sock, namespace, seeders)
+        pid, grader_end = ready or _fork_check(sock, namespace, seeders, sealed)
         fd = grader_end.detach()
         protocol.send_with_fd(sock, {"op": "forked", "pid": pid}, fd)
         os.close(fd)
-        ready = _fork_check(sock, namespace, seeders)
+        ready = _fork_check(sock, namespace, seeders, sealed)
 
 
 def _snapshot(sock: socket.socket, namespace: dict, seeders: tuple, baseline: dict,

@@ -17,7 +17,9 @@ start while the notebook goes on: after an exercise's last cell the runner
 forks a sealed snapshot, and a check of that exercise forks from it. Such a
 verdict is provisional: `stale` tells which of them the final state could
 change (a name rebound, a value mutated, a library patched later, see
-`fingerprint`), and those checks run again on the final state.
+`fingerprint`), and those checks run again on the final state, as do those
+cut short on their snapshot (a check's fork there ends on anything the seal
+refuses).
 
 Flags such as timeouts come from what the session observed, never from
 what the runner says.
