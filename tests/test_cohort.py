@@ -336,6 +336,26 @@ def _work_that_dies_leaving_its_runners(task: Task) -> tuple[CohortEntry, str]:
     os._exit(1)
 
 
+def test_the_zygote_holds_no_descriptor_but_its_socket():
+    """A runner closes every descriptor it inherits but its socket, then reuses their
+    numbers: an object made in the zygote that keeps a file open (a font that a first
+    figure reads) would later read from, or close, one of the runner's sockets (its
+    checks' forks then die). The zygote, done importing, holds nothing else open."""
+    from autograder.grader import RunnerSupply
+
+    supply = RunnerSupply(Assignment.load(ENGINE), zygote=True)
+    workspace, runner = supply.take()  # answered: the zygote is past its imports
+    try:
+        folder = Path(f"/proc/{supply.zygote.process.pid}/fd")
+        held = sorted(os.readlink(folder / fd) for fd in os.listdir(folder))
+        assert held and all(target == "/dev/null" or target.startswith("socket:")
+                            for target in held), held
+    finally:
+        runner.stop()
+        workspace.remove()
+        supply.close()
+
+
 @pytest.mark.skipif(os.getuid() != 0, reason="only root runs runners as other uids")
 def test_what_a_dead_worker_left_is_reaped_by_the_parent(assignment, tmp_path):
     from autograder.sandbox.process import runner_uids

@@ -532,6 +532,7 @@ def zygote() -> None:
     import matplotlib.pyplot  # noqa: F401 - its font list is built here, once
     import numpy  # noqa: F401
     import torch
+    import torch._dynamo  # torch.func's first call imports it: most notebooks'
 
     torch.set_num_threads(1)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # runners are reaped automatically

@@ -1,7 +1,9 @@
 """Paid while the notebook executes: first-use costs of what the checks call.
 
-torch.func's first grad/jvp, autograd's double backward and LAPACK's first
-eigvalsh each cost from 0.1 s to over a second the first time in a process.
+Autograd's double backward and LAPACK's first eigvalsh each cost a tenth of a
+second the first time in a process. Not torch.func's first grad or jvp (over a
+second: it imports torch._dynamo): the checks' only uses of it, the reference
+finite differences, come from the answer key.
 """
 
 import torch
@@ -17,7 +19,5 @@ def warm_up() -> None:
         v = torch.randn(sum(p.numel() for p in m.parameters()), dtype=dtype)
         Xd = X.to(dtype)
         ref.hvp_double_backward(m, Xd, y, v)
-        ref.hvp_jvp_of_grad(m, Xd, y, v)
-        ref.hvp_finite_difference(m, Xd, y, v)
         A = torch.randn(6, 6, dtype=dtype)
         ref.lanczos_track_orth(lambda q, A=A + A.T: A @ q, 6, 6, reorth="full", dtype=dtype)
