@@ -25,6 +25,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 
 from . import protocol
 from .confine import confine
@@ -364,30 +365,47 @@ def _seeders() -> tuple:
     return torch.default_generator.manual_seed, numpy.random.seed, random.seed
 
 
+def _fork_serving(sock: socket.socket,
+                  serve: Callable[[socket.socket], None]) -> tuple[int, socket.socket]:
+    """Fork a child that runs `serve` on a socket of its own (and not on `sock`, where
+    it was asked for); returns its pid and the other end of that socket."""
+    child_end, grader_end = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sock.close()
+            grader_end.close()
+            serve(child_end)
+        finally:
+            os._exit(0)
+    child_end.close()
+    return pid, grader_end
+
+
+def _hand_over(sock: socket.socket, reply: dict, end: socket.socket) -> None:
+    """Send the grader `reply` with `end`, and keep no copy of it."""
+    fd = end.detach()
+    protocol.send_with_fd(sock, reply, fd)
+    os.close(fd)
+
+
 def _fork_check(sock: socket.socket, namespace: dict, seeders: tuple,
                 sealed: bool) -> tuple[int, socket.socket]:
     """A child holding a copy of the notebook's state, waiting on its own socket for
     one check's requests; returns its pid and the grader's end of that socket. A
     `sealed` snapshot's child ends itself on anything the seal refuses (or, if it
     cannot, at once): a failure there is then the answer's, not the seal's."""
-    child_end, grader_end = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:
-        sock.close()
-        grader_end.close()
+    def serve(end: socket.socket) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        try:
-            for seed in seeders:
-                seed(0)
-            if sealed:
-                from .confine import seccomp_end_on_sealed_calls
+        for seed in seeders:
+            seed(0)
+        if sealed:
+            from .confine import seccomp_end_on_sealed_calls
 
-                seccomp_end_on_sealed_calls()
-            serve_check(child_end, namespace)
-        finally:
-            os._exit(0)
-    child_end.close()
-    return pid, grader_end
+            seccomp_end_on_sealed_calls()
+        serve_check(end, namespace)
+
+    return _fork_serving(sock, serve)
 
 
 def _fingerprint(sock: socket.socket, namespace: dict, request: dict, known: dict,
@@ -443,9 +461,7 @@ def serve_forks(sock: socket.socket, namespace: dict, seeders: tuple, baseline: 
         if request.get("op") != "fork":
             continue
         pid, grader_end = ready or _fork_check(sock, namespace, seeders, sealed)
-        fd = grader_end.detach()
-        protocol.send_with_fd(sock, {"op": "forked", "pid": pid}, fd)
-        os.close(fd)
+        _hand_over(sock, {"op": "forked", "pid": pid}, grader_end)
         ready = _fork_check(sock, namespace, seeders, sealed)
 
 
@@ -457,20 +473,10 @@ def _snapshot(sock: socket.socket, namespace: dict, seeders: tuple, baseline: di
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(pid, os.WNOHANG)[0]:
                 taken.remove(pid)
-    child_end, grader_end = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            sock.close()
-            grader_end.close()
-            serve_forks(child_end, namespace, seeders, baseline, sealed=True)
-        finally:
-            os._exit(0)
+    pid, grader_end = _fork_serving(
+        sock, lambda end: serve_forks(end, namespace, seeders, baseline, sealed=True))
     taken.append(pid)
-    child_end.close()
-    fd = grader_end.detach()
-    protocol.send_with_fd(sock, {"op": "snapshot", "pid": pid}, fd)
-    os.close(fd)
+    _hand_over(sock, {"op": "snapshot", "pid": pid}, grader_end)
 
 
 def main() -> None:

@@ -31,7 +31,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..submission import CodeCell, Submission
 from . import protocol
@@ -49,6 +50,7 @@ MAX_FIGURE_BYTES = 64 * 2**20  # of PNG, all cells together
 MAX_STDOUT_CHARS = 50_000
 MAX_SNAPSHOTS = 3  # alive at once: each keeps the pages the notebook has since rewritten
 FINGERPRINT_S = 30.0  # for a serving process to digest what a check's names reach
+FORK_REPLY_S = 10.0  # for a serving process to hand over a new child
 
 
 @dataclass(eq=False)
@@ -62,14 +64,21 @@ class Snapshot:
     alive: bool = True
 
 
+class Fingerprint(NamedTuple):
+    """From a serving process: the digest of what each name reaches, and of the
+    ambient state (`fingerprint`)."""
+
+    digests: dict[str, str]
+    ambient: str
+
+
 @dataclass
 class Vouch:
-    """What a check run on a snapshot read there: the names it asked for, the digests
-    of what they reach and of the ambient state (None: not known)."""
+    """What a check run on a snapshot read there: the names it asked for, and their
+    fingerprint there (None: not known, which never matches)."""
 
     names: frozenset[str]
-    digests: dict[str, str] | None = None
-    ambient: str = field(default=UNKNOWN)
+    seen: Fingerprint | None = None
 
 
 class _Fault(Exception):
@@ -229,20 +238,12 @@ class NotebookSession:
             if sum(s.alive for s in self._snapshots) >= MAX_SNAPSHOTS:
                 return  # the checks are behind: theirs will use a later one
         try:
-            protocol.send(self.runner.sock, {"op": "snapshot"})
-            ready, _, _ = select.select([self.runner.sock], [], [], IO_TIMEOUT_S)
-            if not ready:
-                raise _Fault
-            message, fd = protocol.receive_with_fd(self.runner.sock)
-        except (EOFError, OSError, protocol.ProtocolError) as exc:
+            pid, sock = _served(self.runner.sock, "snapshot", IO_TIMEOUT_S)
+        except _Unserved as exc:
             raise _Fault from exc
-        sock = socket.socket(fileno=fd)
-        pid = message.get("pid")
-        if message.get("op") != "snapshot" or type(pid) is not int \
-                or not self.runner.is_child(pid):
+        if not self.runner.is_child(pid):
             sock.close()
             raise _Fault
-        sock.settimeout(IO_TIMEOUT_S)
         with self._changed:
             self._snapshots.append(Snapshot(pid, sock, covers))
             self._changed.notify_all()
@@ -437,18 +438,9 @@ class NotebookSession:
     def _fork(self, sock: socket.socket, parent: int, snapshot: int | None = None) -> StudentProxy:
         """A proxy to a new child of the serving process on `sock`."""
         try:
-            protocol.send(sock, {"op": "fork"})
-            ready, _, _ = select.select([sock], [], [], 10)
-            if not ready:
-                raise StudentCrash("the notebook's process did not respond")
-            message, fd = protocol.receive_with_fd(sock)
-        except (EOFError, OSError, protocol.ProtocolError) as exc:
-            raise StudentCrash("the notebook's process did not respond") from exc
-        pid = message.get("pid")
-        if message.get("op") != "forked" or not isinstance(pid, int):
-            raise StudentCrash("the notebook's process sent a malformed reply")
-        child = socket.socket(fileno=fd)
-        child.settimeout(IO_TIMEOUT_S)
+            pid, child = _served(sock, "fork", FORK_REPLY_S)
+        except _Unserved as exc:
+            raise StudentCrash(f"the notebook's process {exc}") from exc
         return StudentProxy(child, pid, self.runner, self.clock, parent, snapshot)
 
     # --- provisional verdicts -------------------------------------------------
@@ -458,27 +450,26 @@ class NotebookSession:
         check on the final state, whose verdict is final."""
         if proxy.snapshot is None:
             return None
-        vouch = Vouch(frozenset(proxy.names))
+        names = frozenset(proxy.names)
         with self._changed:
             source = next((s for s in self._snapshots if s.pid == proxy.snapshot and s.alive),
                           None)
-        if source is not None:
-            vouch.digests, vouch.ambient = _fingerprints(source.sock, sorted(vouch.names))
-        return vouch
+        return Vouch(names, _fingerprints(source.sock, sorted(names)) if source else None)
 
     def stale(self, vouches: dict[str, Vouch]) -> set[str]:
         """The keys of the provisional verdicts that the final state could change: run
         those checks again. Settles execution first."""
         self.settle()
         names = sorted(set().union(*(v.names for v in vouches.values())))
-        final, ambient = (_fingerprints(self.runner.sock, names)
-                          if vouches and self.runner is not None else (None, UNKNOWN))
+        final = (_fingerprints(self.runner.sock, names)
+                 if vouches and self.runner is not None else None)
 
         def same(vouch: Vouch) -> bool:
-            if vouch.digests is None or final is None or UNKNOWN in (vouch.ambient, ambient):
+            seen = vouch.seen
+            if seen is None or final is None or UNKNOWN in (seen.ambient, final.ambient):
                 return False
-            return vouch.ambient == ambient and all(
-                vouch.digests.get(n, UNKNOWN) == final.get(n, UNKNOWN) != UNKNOWN
+            return seen.ambient == final.ambient and all(
+                seen.digests.get(n, UNKNOWN) == final.digests.get(n, UNKNOWN) != UNKNOWN
                 for n in vouch.names)
 
         return {key for key, vouch in vouches.items() if not same(vouch)}
@@ -488,18 +479,43 @@ class NotebookSession:
             self.runner.stop()
 
 
-def _fingerprints(sock: socket.socket, names: list[str]) -> tuple[dict[str, str] | None, str]:
-    """(digest by name, ambient digest) from a serving process; (None, UNKNOWN) if it
-    does not answer as it should."""
+class _Unserved(Exception):
+    """A serving process did not hand over a socket as asked."""
+
+
+def _served(sock: socket.socket, op: str, timeout_s: float) -> tuple[int, socket.socket]:
+    """Ask the process serving on `sock` for a new child (`fork`, `snapshot`): the pid
+    it claims, and the socket it handed over. Raises _Unserved."""
+    replies = {"fork": "forked", "snapshot": "snapshot"}
+    try:
+        protocol.send(sock, {"op": op})
+        ready, _, _ = select.select([sock], [], [], timeout_s)
+        if not ready:
+            raise _Unserved("did not respond")
+        message, fd = protocol.receive_with_fd(sock)
+    except (EOFError, OSError, protocol.ProtocolError) as exc:
+        raise _Unserved("did not respond") from exc
+    child = socket.socket(fileno=fd)
+    pid = message.get("pid")
+    if message.get("op") != replies[op] or type(pid) is not int:
+        child.close()
+        raise _Unserved("sent a malformed reply")
+    child.settimeout(IO_TIMEOUT_S)
+    return pid, child
+
+
+def _fingerprints(sock: socket.socket, names: list[str]) -> Fingerprint | None:
+    """The fingerprint of `names` from a serving process; None if it does not answer
+    as it should."""
     try:
         protocol.send(sock, {"op": "fingerprint", "names": names})
         ready, _, _ = select.select([sock], [], [], FINGERPRINT_S)
         reply = protocol.receive(sock) if ready else {}
     except (EOFError, OSError, protocol.ProtocolError):
-        return None, UNKNOWN
+        return None
     digests, ambient = reply.get("digests"), reply.get("ambient")
     if reply.get("op") != "fingerprint" or not isinstance(digests, dict) \
             or not isinstance(ambient, str) \
             or not all(isinstance(v, str) for v in digests.values()):
-        return None, UNKNOWN
-    return digests, ambient
+        return None
+    return Fingerprint(digests, ambient)
