@@ -10,6 +10,10 @@ snapshots too, wherever the machine has a CPU to spare.
 """
 
 import functools
+import os
+import signal
+import socket
+import threading
 
 import nbformat
 import pytest
@@ -248,3 +252,79 @@ def test_a_check_on_a_snapshot_can_neither_write_nor_signal_the_running_notebook
     finally:
         session.close()
         workspace.remove()
+
+
+# --- the filter a sealed snapshot's checks run under ---------------------------------
+
+
+def _in_filtered_child(action) -> int | None:
+    """Run `action` in a fork under the sealed checks' filter: the signal that ended the
+    child, or None if it went on (exit status 0) after the action."""
+    from autograder.sandbox.confine import seccomp_end_on_sealed_calls
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            seccomp_end_on_sealed_calls()
+            action()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    path = tmp_path / "kept.txt"
+    path.write_text("data")
+    return path
+
+
+@pytest.mark.parametrize("attempt", [
+    lambda f: open(f.parent / "new.txt", "w").close(),
+    lambda f: open(f, "a").close(),
+    lambda f: open(f, "r+").close(),
+    lambda f: os.open(f, os.O_RDONLY | os.O_TRUNC),
+    lambda f: os.mkdir(f.parent / "folder"),
+    lambda f: os.unlink(f),
+    lambda f: os.rename(f, f.parent / "moved.txt"),
+    lambda f: os.link(f, f.parent / "linked.txt"),
+    lambda f: os.symlink(f, f.parent / "symlinked.txt"),
+    lambda f: os.truncate(f, 0),
+    lambda f: os.kill(os.getppid(), 0),
+    lambda f: os.kill(os.getpid(), 0),
+    lambda f: socket.socket(socket.AF_UNIX),
+], ids=["create", "append", "read-write", "truncate-on-open", "mkdir", "unlink", "rename",
+        "link", "symlink", "truncate", "signal-parent", "signal-self", "socket"])
+def test_whatever_the_seal_refuses_ends_a_sealed_check_instead(a_file, attempt):
+    assert _in_filtered_child(lambda: attempt(a_file)) == signal.SIGSYS
+    assert a_file.read_text() == "data"
+
+
+def test_a_sealed_check_still_reads_computes_and_answers(a_file):
+    here, there = socket.socketpair()
+
+    def work() -> None:
+        assert a_file.read_text() == "data"
+        os.listdir(a_file.parent)
+        threading.Thread(target=lambda: None).start()
+        there.sendall(str(float(torch.ones(3).sum())).encode())
+
+    assert _in_filtered_child(work) is None
+    assert here.recv(16) == b"3.0"
+
+
+def test_a_sealed_snapshot_needs_the_runners_seccomp_filter():
+    from autograder.sandbox.confine import seccomp_filtering, seccomp_no_sockets
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            before = seccomp_filtering()
+            seccomp_no_sockets()
+            os.write(write, bytes([before, seccomp_filtering()]))
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 2) == bytes([seccomp_filtering(), True])

@@ -342,6 +342,16 @@ def _sealed_program(arch: int, opens: dict[int, int], sendto: int, ended: list[i
     return b"".join(program + [allow])
 
 
+def seccomp_filtering() -> bool:
+    """Whether this process runs under a seccomp filter (the runner's own): then so
+    can a sealed snapshot's checks (`seccomp_end_on_sealed_calls`)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return False
+    return "\nSeccomp:\t2" in status
+
+
 def seccomp_end_on_sealed_calls() -> None:
     """In a sealed snapshot's check: make every call the seal refuses end the process
     instead of failing, so that a seal that played any part is seen from outside (the
