@@ -310,7 +310,8 @@ class ForkedRunner:
 
 
 class RunnerZygote:
-    """A process with torch and IPython imported that forks runners on request.
+    """A process with torch, IPython and matplotlib imported (and torch._dynamo, which
+    torch.func's first call imports) that forks runners on request.
 
     A cohort worker keeps one, so each submission's runner starts in
     milliseconds and no spare runner holds memory or a core. It runs as the
