@@ -58,8 +58,9 @@ def print_table(report: GradeReport) -> None:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from .grader import grade
+    from .grader import grade, lean_heap
 
+    lean_heap()
     report = grade(args.submission, _assignment(args.assignment), args.out)
     print_table(report)
     print(f"results written to {args.out}")

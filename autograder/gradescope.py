@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import ENGINE
 from .assignment import Assignment, AssignmentError, Budgets
-from .grader import KEY_FILE, grade, key_state, reject
+from .grader import KEY_FILE, grade, key_state, lean_heap, reject
 from .outcome import GradeReport
 from .submission import notebooks_in, pick_notebook
 
@@ -164,4 +164,5 @@ def grade_gradescope(root: Path, assignment: Assignment,
     notebook, problem = pick_notebook(notebooks_in(folder), assignment.master.name, folder)
     if notebook is None:
         return reject("submission", problem, assignment, results)
+    lean_heap()
     return grade(notebook, assignment, results, deadline_s=deadline_s)
