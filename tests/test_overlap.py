@@ -254,6 +254,80 @@ def test_a_check_on_a_snapshot_can_neither_write_nor_signal_the_running_notebook
         workspace.remove()
 
 
+HELD_OPEN = '''
+import os
+home = os.environ["HOME"]
+with open(os.path.join(home, "data.txt"), "w") as f:
+    f.write("0123456789")
+reader = open(os.path.join(home, "data.txt"))
+WRITER
+
+def use():
+    """Called by a check on a snapshot: move the shared offset, write for later cells."""
+    reader.read(3)
+    USE
+    return reader.tell()
+'''
+
+
+def _held_open_session(tmp_path, writer: str, use: str, leak: str):
+    """A notebook whose first cell holds `reader` (and what `writer` opens) and defines
+    use(); its later cell reads back, as `seen`, what `leak` finds of a check's call."""
+    assignment = Assignment.load(ENGINE_ASSIGNMENT)
+    workspace, runner = grader.RunnerSupply(assignment).take()
+    code = HELD_OPEN.replace("WRITER", writer).replace("USE", use)
+    later = f"import time\ntime.sleep(2)\nposition = reader.tell()\nseen = {leak}"
+    notebook = Submission(tmp_path / "held.ipynb", (CodeCell(0, code, "ex_use"),
+                                                    CodeCell(1, later, "ex_later")))
+    session = NotebookSession(notebook, workspace, grader.policy_for(assignment), runner,
+                              checkpoints={0: frozenset({"use"})})
+    return session, workspace
+
+
+def test_a_snapshot_reopens_what_the_notebook_reads_so_no_offset_is_shared(tmp_path):
+    session, workspace = _held_open_session(tmp_path, "", "pass", "''")
+    try:
+        session.start()
+        student = session.student("use")
+        assert student.snapshot is not None
+        assert student.call("use") == 3
+        student.close()
+        session.settle()
+        final = session.student()
+        assert final.get("position") == 0  # the later cell's reader did not move
+        final.close()
+    finally:
+        session.close()
+        workspace.remove()
+
+
+@pytest.mark.parametrize("writer, use, leak", [
+    ("out = open(os.path.join(home, 'out.txt'), 'w')", "out.write('hidden'); out.flush()",
+     "open(os.path.join(home, 'out.txt')).read()"),
+    ("import mmap\nshared = mmap.mmap(-1, 64)", "shared[:6] = b'hidden'",
+     "shared[:6].strip(bytes(1)).decode()"),
+    ("import select, socket\nmine, theirs = socket.socketpair()", "theirs.send(b'hidden')",
+     "mine.recv(64).decode() if select.select([mine], [], [], 0)[0] else ''"),
+], ids=["file", "shared-memory", "socket"])
+def test_no_snapshot_while_the_notebook_holds_what_a_check_could_write_through(
+        tmp_path, writer, use, leak):
+    """Landlock judges a file when it is opened: through a descriptor opened before the
+    snapshot, or memory mapped shared, a check's call could write the hidden inputs
+    for later cells to print."""
+    session, workspace = _held_open_session(tmp_path, writer, use, leak)
+    try:
+        session.start()
+        student = session.student("use")
+        assert student.snapshot is None  # refused: the check waited for the final state
+        student.close()
+        final = session.student()
+        assert final.get("seen") == ""
+        final.close()
+    finally:
+        session.close()
+        workspace.remove()
+
+
 # --- the filter a sealed snapshot's checks run under ---------------------------------
 
 

@@ -22,10 +22,12 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from . import protocol
 from .confine import confine
@@ -422,6 +424,39 @@ def _fingerprint(sock: socket.socket, namespace: dict, request: dict, known: dic
                          "ambient": known["ambient"]})
 
 
+def _share_nothing(serving: int) -> None:
+    """In a sealed snapshot: leave its checks nothing they could write through to the
+    running notebook. Landlock judges a file when it is opened, so a file the notebook
+    opened before, the runner's log (which the notebook can read) or memory it mapped
+    shared would carry a check's writes (or its moves of a shared offset) to later
+    cells. Standard streams go to /dev/null; files and folders open for reading are
+    reopened, at the same offset; anything else open (for writing, a pipe, a socket),
+    or memory mapped shared and writable, raises: no snapshot."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for standard in (0, 1, 2):
+        os.dup2(null, standard)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in (0, 1, 2, serving, null):
+            continue
+        try:
+            info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+            flags, mode = int(info.split("flags:")[1].split()[0], 8), os.fstat(fd).st_mode
+        except (OSError, IndexError, ValueError):
+            continue  # closed meanwhile (the listing's own descriptor)
+        if flags & os.O_ACCMODE != os.O_RDONLY or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise OSError(f"the notebook holds descriptor {fd} open for more than reading")
+        private = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        os.lseek(private, os.lseek(fd, 0, os.SEEK_CUR), os.SEEK_SET)
+        os.dup2(private, fd)
+        os.close(private)
+    os.close(null)
+    for mapping in Path("/proc/self/maps").read_text().splitlines():
+        permissions = mapping.split()[1]
+        if permissions[1] == "w" and permissions[3] == "s":
+            raise OSError("the notebook holds memory mapped shared and writable")
+
+
 def serve_forks(sock: socket.socket, namespace: dict, seeders: tuple, baseline: dict,
                 sealed: bool = False) -> None:
     """The zygote loop: hand one child to each check until the grader hangs up, and
@@ -432,15 +467,17 @@ def serve_forks(sock: socket.socket, namespace: dict, seeders: tuple, baseline: 
     first is forked on the first request: the grader clears the notebook's stray
     processes between its `serve` and that request.) A `sealed` zygote is a
     snapshot serving checks while the notebook still runs: it and its children
-    can write no file and signal nothing outside themselves, so no check can
-    reach the running notebook (and a child that tries ends). `baseline`: the libraries as imported (see
-    `fingerprint.ambient`).
+    can write no file, signal nothing outside themselves and share nothing
+    writable with the notebook (`_share_nothing`), so no check can reach the
+    running notebook (and a child that tries ends). `baseline`: the libraries as
+    imported (see `fingerprint.ambient`).
     """
     if sealed:  # raises: no sealed zygote (the grade goes on without snapshots)
         from .confine import landlock, read_only_paths, seccomp_filtering
 
         if not seccomp_filtering():
             raise OSError("no seccomp filter: a check here could see the seal refuse it")
+        _share_nothing(sock.fileno())
         landlock([], [*read_only_paths(), os.environ["HOME"]])
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
     # Memory: keep the children's garbage collector off the zygote's objects, so that

@@ -399,7 +399,7 @@ class NotebookSession:
                 break
             try:
                 return self._fork(snapshot.sock, snapshot.pid, snapshot=snapshot.pid)
-            except StudentCrash:  # no sealed fork here (no Landlock?): stop taking them
+            except StudentCrash:  # no sealed fork here (see runner.serve_forks): stop taking them
                 self.checkpoints = {}
                 with self._changed:
                     self._retire(snapshot)
