@@ -30,7 +30,7 @@ import pytest
 import torch
 
 from .outcome import CheckOutcome
-from .sandbox.calls import MissingName, StudentCrash, StudentError, StudentTimeout
+from .sandbox.calls import MissingName, StudentError
 from .sandbox.records import CellStatus
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class GradingPlugin:
         self.call_costs: dict[str, tuple[float, set[str]]] = {}  # function -> (s, exercises)
         self._started: dict[str, float] = {}
         self._provisional: dict[str, Vouch | None] = {}  # checks run on a snapshot
-        self._cut_short: set[str] = set()  # checks failed by a timeout, crash or deadline
+        self._overran: set[str] = set()  # checks the grade's deadline interrupted
         self.provisional = 0  # how many checks ran on a snapshot
         self.rerun: list[str] = []  # and which of them ran again on the final state
 
@@ -156,7 +156,7 @@ class GradingPlugin:
             # A verdict on what the answer gave, not on how long it ran beside the
             # notebook or on a fork that died (as one does on anything the seal refuses).
             judged = (outcome is not None and outcome.ran and not proxy.lost
-                      and key not in self._cut_short)
+                      and key not in self._overran)
             self._provisional[key] = self.session.vouch(proxy) if judged else None
 
     @pytest.fixture
@@ -223,8 +223,8 @@ class GradingPlugin:
                              duration_s=time.monotonic() - self._started.get(item.nodeid, 0))
         if report.failed and call.excinfo is not None:
             check.message, check.staff_detail = _explain(call.excinfo)
-            if isinstance(call.excinfo.value, StudentTimeout | StudentCrash | DeadlineReached):
-                self._cut_short.add(item.nodeid)
+            if isinstance(call.excinfo.value, DeadlineReached):  # (timeouts: proxy.lost)
+                self._overran.add(item.nodeid)
             if isinstance(call.excinfo.value, MissingName):
                 check.message = self._why_missing(call.excinfo.value.name) + check.message
         self._outcomes[item.nodeid] = check
