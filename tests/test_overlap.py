@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import threading
+import time
 
 import nbformat
 import pytest
@@ -23,6 +24,7 @@ from autograder import grader, plugin
 from autograder.assignment import Assignment
 from autograder.sandbox import CellStatus, fingerprint
 from autograder.sandbox.calls import StudentCrash
+from autograder.sandbox.process import RunnerProcess
 from autograder.sandbox.session import NotebookSession
 from autograder.submission import CodeCell, Submission
 from tests.corpus import build
@@ -55,9 +57,9 @@ def _late_notebook() -> "nbformat.NotebookNode":
     return build.appended(LATE_CHANGES, base)
 
 
-def _grade(path, spare_cpu: bool) -> tuple[dict, list[str], int]:
-    """(verdict by check, checks run again, checks run on a snapshot)."""
-    assignment = Assignment.load(ASSIGNMENT)
+def grade_watched(path, assignment: Assignment, spare_cpu: bool):
+    """The report of a grade, and its plugin (which checks ran on a snapshot, which
+    ran again)."""
     seen = {}
     original = plugin.run_suite
 
@@ -71,9 +73,15 @@ def _grade(path, spare_cpu: bool) -> tuple[dict, list[str], int]:
                               runners=grader.RunnerSupply(assignment, spare_cpu=spare_cpu))
     finally:
         plugin.run_suite = original
+    return report, seen["plugin"]
+
+
+def _grade(path, spare_cpu: bool) -> tuple[dict, list[str], int]:
+    """(verdict by check, checks run again, checks run on a snapshot)."""
+    report, watched = grade_watched(path, Assignment.load(ASSIGNMENT), spare_cpu)
     verdicts = {(e.id, c.name): (c.passed, c.message) for e in report.exercises
                 for c in e.checks}
-    return verdicts, seen["plugin"].rerun, seen["plugin"].provisional
+    return verdicts, watched.rerun, watched.provisional
 
 
 @pytest.fixture(scope="module")
@@ -298,6 +306,42 @@ def test_a_snapshot_reopens_what_the_notebook_reads_so_no_offset_is_shared(tmp_p
         final.close()
     finally:
         session.close()
+        workspace.remove()
+
+
+def test_a_notebook_silencing_output_into_the_null_device_still_gets_snapshots(tmp_path):
+    """`open(os.devnull, "w")`, held open to silence output, carries nothing a check
+    could write to later cells: it is no reason to refuse a snapshot."""
+    session, workspace = _held_open_session(
+        tmp_path, "sink = open(os.devnull, 'w')", "sink.write('hidden'); sink.flush()", "''")
+    try:
+        session.start()
+        student = session.student("use")
+        assert student.snapshot is not None
+        assert student.call("use") == 3
+        student.close()
+    finally:
+        session.close()
+        workspace.remove()
+
+
+def test_a_session_closed_while_its_notebook_runs_leaves_nothing_running(tmp_path):
+    """A grade that ends early (a fault of the grader's own) closes its session while
+    execution goes on in its thread: the runner stops, and the thread neither replays
+    the notebook in a fresh runner nor outlives the close (a cohort worker's next
+    submission would share its CPU and its scratch folder would go under it)."""
+    before = set(RunnerProcess.live)
+    session, workspace = _held_open_session(tmp_path, "", "pass", "''")
+    try:
+        session.start()
+        session.student("use").close()  # on the snapshot, while the later cell sleeps
+    finally:
+        session.close()
+    try:
+        time.sleep(1)  # where a replay would have started its runner
+        assert not [t for t in threading.enumerate() if t.name == "execution"]
+        assert RunnerProcess.live <= before
+    finally:
         workspace.remove()
 
 

@@ -280,12 +280,19 @@ def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
+def _refusing(arch: int, calls: list[int], refusal: bytes) -> list[bytes]:
+    """The start of both filters: `refusal` for another ABI (i386, x32) and for each of
+    `calls`."""
+    program = [_op(_LD_ABS, 4), _op(_JEQ, arch, 1, 0), refusal,
+               _op(_LD_ABS, 0), _op(_JGE, 0x40000000, 0, 1), refusal]
+    for nr in calls:
+        program += [_op(_JEQ, nr, 0, 1), refusal]
+    return program
+
+
 def _seccomp_program(arch: int, socket_nr: int, denied: list[int]) -> bytes:
     """Deny other ABIs (i386, x32) and the listed calls; socket() only for AF_UNIX."""
-    program = [_op(_LD_ABS, 4), _op(_JEQ, arch, 1, 0), _op(_RET, _RET_ERRNO | _EPERM),
-               _op(_LD_ABS, 0), _op(_JGE, 0x40000000, 0, 1), _op(_RET, _RET_ERRNO | _EPERM)]
-    for nr in denied:
-        program += [_op(_JEQ, nr, 0, 1), _op(_RET, _RET_ERRNO | _EPERM)]
+    program = _refusing(arch, denied, _op(_RET, _RET_ERRNO | _EPERM))
     program += [_op(_JEQ, socket_nr, 0, 3), _op(_LD_ABS, 16),  # args[0], low half: the domain
                 _op(_JEQ, _AF_UNIX, 1, 0), _op(_RET, _RET_ERRNO | _EACCES), _op(_RET, _RET_ALLOW)]
     return b"".join(program)
@@ -329,10 +336,7 @@ _WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 def _sealed_program(arch: int, opens: dict[int, int], sendto: int, ended: list[int]) -> bytes:
     """End the process on every call the seal would refuse; allow the rest."""
     kill, allow = _op(_RET, _RET_KILL_PROCESS), _op(_RET, _RET_ALLOW)
-    program = [_op(_LD_ABS, 4), _op(_JEQ, arch, 1, 0), kill,
-               _op(_LD_ABS, 0), _op(_JGE, 0x40000000, 0, 1), kill]
-    for nr in ended:
-        program += [_op(_JEQ, nr, 0, 1), kill]
+    program = _refusing(arch, ended, kill)
     for nr, flags in opens.items():  # an open for writing (the low half of the flags)
         program += [_op(_JEQ, nr, 0, 4), _op(_LD_ABS, 16 + 8 * flags), _op(_JSET, _WRITING, 0, 1),
                     kill, allow]

@@ -431,7 +431,8 @@ def _share_nothing(serving: int) -> None:
     shared would carry a check's writes (or its moves of a shared offset) to later
     cells. Standard streams go to /dev/null; files and folders open for reading are
     reopened, at the same offset; anything else open (for writing, a pipe, a socket),
-    or memory mapped shared and writable, raises: no snapshot."""
+    or memory mapped shared and writable, raises: no snapshot. (The null device, which
+    notebooks open to silence output, carries nothing: it stays.)"""
     null = os.open(os.devnull, os.O_RDWR)
     for standard in (0, 1, 2):
         os.dup2(null, standard)
@@ -441,9 +442,12 @@ def _share_nothing(serving: int) -> None:
             continue
         try:
             info = Path(f"/proc/self/fdinfo/{fd}").read_text()
-            flags, mode = int(info.split("flags:")[1].split()[0], 8), os.fstat(fd).st_mode
+            flags, found = int(info.split("flags:")[1].split()[0], 8), os.fstat(fd)
         except (OSError, IndexError, ValueError):
             continue  # closed meanwhile (the listing's own descriptor)
+        mode = found.st_mode
+        if stat.S_ISCHR(mode) and found.st_rdev == os.fstat(null).st_rdev:
+            continue
         if flags & os.O_ACCMODE != os.O_RDONLY or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             raise OSError(f"the notebook holds descriptor {fd} open for more than reading")
         private = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)

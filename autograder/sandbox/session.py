@@ -51,6 +51,7 @@ MAX_STDOUT_CHARS = 50_000
 MAX_SNAPSHOTS = 3  # alive at once: each keeps the pages the notebook has since rewritten
 FINGERPRINT_S = 30.0  # for a serving process to digest what a check's names reach
 FORK_REPLY_S = 10.0  # for a serving process to hand over a new child
+CLOSE_S = 30.0  # for execution to notice its session closed (it waits on a stopped runner)
 
 
 @dataclass(eq=False)
@@ -137,6 +138,7 @@ class NotebookSession:
         self._snapshots: list[Snapshot] = []
         self._changed = threading.Condition()  # a snapshot was taken, or execution ended
         self._done = False  # every cell has run (or will not)
+        self._closed = threading.Event()  # execution must start nothing more
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None  # of the execution thread
         self._settled = False  # the runner serves the final state
@@ -195,6 +197,8 @@ class NotebookSession:
             position += 1
             if cell.index in cut:
                 continue
+            if self._closed.is_set():
+                break
             if time.monotonic() >= stop:
                 self._skip_rest(cells[position - 1:], cut, "not run: grading time ran out "
                                 "before this cell")
@@ -270,6 +274,8 @@ class NotebookSession:
         """A fresh runner, past its imports and confinement."""
         if self.runner is None:
             self.runner = RunnerProcess(self.workspace, self.policy.limits)
+        if self._closed.is_set():  # closed meanwhile: the caller stops this one
+            raise _NoRunner
         ready, _, _ = select.select([self.runner.sock], [], [],
                                     max(min(STARTUP_S, stop - time.monotonic()), 0))
         try:
@@ -475,8 +481,15 @@ class NotebookSession:
         return {key for key, vouch in vouches.items() if not same(vouch)}
 
     def close(self) -> None:
-        if self.runner is not None:
-            self.runner.stop()
+        """Stop the runner, and execution with it: a thread still executing (when the
+        grade ends early, on a fault of the grader's own) runs nothing more and is
+        gone when this returns, before the caller removes the scratch folder."""
+        self._closed.set()
+        runner = self.runner
+        if runner is not None:
+            runner.stop()
+        if self._thread is not None:
+            self._thread.join(CLOSE_S)
 
 
 class _Unserved(Exception):
