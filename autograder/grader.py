@@ -374,9 +374,11 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
         answers = answer_key(assignment)
     from .sandbox.session import NotebookSession
 
-    # Without a spare CPU, checks beside the notebook or a warm-up would only compete with it.
+    # Without a spare CPU, checks or drawing beside the notebook, or a warm-up, would only
+    # compete with it.
     session = NotebookSession(submission, workspace, policy, runner, deadline,
-                              checkpoints(submission, assignment) if runners.spare_cpu else None)
+                              checkpoints(submission, assignment) if runners.spare_cpu else None,
+                              draw_aside=runners.spare_cpu)
     session.on_cell = on_cell
     warming = threading.Thread(target=warm_up, args=(suite, report), daemon=True)
     if runners.spare_cpu and not session.checkpoints:  # checks on snapshots warm up as they go

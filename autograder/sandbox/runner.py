@@ -19,6 +19,7 @@ import gc
 import io
 import math
 import os
+import select
 import shutil
 import signal
 import socket
@@ -37,6 +38,7 @@ OUTPUT_LIMIT = 20_000  # characters of stdout kept per cell
 MAX_FIGURE_POINTS = 5_000  # per line, for plot checks
 MAX_CELL_POINTS = 200_000  # all lines of a cell's figures together
 MAX_CELL_FIGURES = 50
+MAX_DRAWING = 2  # forks drawing figures at once (each is a process of the budget)
 
 
 class CappedText(io.TextIOBase):
@@ -86,33 +88,113 @@ def _describe_axes(ax) -> dict:
             "xscale": ax.get_xscale(), "yscale": ax.get_yscale(), "lines": lines}
 
 
+def _png(figure) -> str:
+    """The figure drawn as a PNG, base64 (the wire carries text)."""
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=72)
+    return base64.b64encode(png.getvalue()).decode("ascii")
+
+
 class FigureCollector:
-    """Captures every open matplotlib figure as PNG + line data, then closes it."""
+    """Captures every open matplotlib figure as line data and a PNG, then closes it.
+
+    Drawing is most of what a figure costs (tick and text layout: about a second and
+    a half for the course notebook's plots), and plain Python, the notebook's floor,
+    never draws. So while `aside` is set (to the runner's socket, which such forks
+    close), a fork of this process draws each collection, exactly as it stands, while
+    the notebook goes on on another core; its PNGs come back with a later cell
+    (`take_drawn`) or at the end (`finish`). A fork past `protocol.DRAWING_S` is
+    killed: its figures keep their line data and have no picture. Where no fork can
+    be made (the process budget), figures are drawn here, as without `aside`.
+    """
 
     def __init__(self):
-        self.figures: list[dict] = []
+        self.figures: list[dict] = []  # this cell's: id, axes, png ("" while drawn aside)
+        self.drawn: dict[str, str] = {}  # PNGs drawn aside since the last take, by id
+        self.aside: socket.socket | None = None
+        self._drawing: list[tuple[int, socket.socket, float]] = []  # pid, socket, deadline
+        self._count = 0
 
     def collect(self) -> None:
         if "matplotlib.pyplot" not in sys.modules:
             return
         plt = sys.modules["matplotlib.pyplot"]
-        for number in plt.get_fignums():
+        pending = []
+        for number in plt.get_fignums()[:max(MAX_CELL_FIGURES - len(self.figures), 0)]:
             figure = plt.figure(number)
+            entry = {"id": self._count, "png": "", "axes": []}
+            self._count += 1
             try:
-                png = io.BytesIO()
-                figure.savefig(png, format="png", dpi=72)
-                self.figures.append({
-                    "png": base64.b64encode(png.getvalue()).decode("ascii"),
-                    "axes": [_describe_axes(ax) for ax in figure.get_axes()],
-                })
+                entry["axes"] = [_describe_axes(ax) for ax in figure.get_axes()]
+                pending.append((entry, figure))
             except Exception as exc:  # noqa: BLE001 - a broken figure must not break the report
-                self.figures.append({"png": "", "axes": [], "error": repr(exc)[:200]})
+                entry["error"] = repr(exc)[:200]
+            self.figures.append(entry)
+        if pending and not self._draw_aside(pending):
+            for entry, figure in pending:
+                try:
+                    entry["png"] = _png(figure)
+                except Exception as exc:  # noqa: BLE001 - as above
+                    entry["error"] = repr(exc)[:200]
         plt.close("all")
+
+    def _draw_aside(self, pending: list) -> bool:
+        """Fork a child that draws `pending` and sends the PNGs on a socket of its own.
+        False where there is no `aside` or no fork could be made."""
+        if self.aside is None:
+            return False
+        if len(self._drawing) >= MAX_DRAWING:
+            self._gather(wait=True)
+        ours, theirs = socket.socketpair()
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return False
+        if pid == 0:
+            try:
+                gc.disable()  # a collection would touch, and so copy, every object's page
+                for held in (self.aside, ours, *(s for _, s, _ in self._drawing)):
+                    held.close()
+                drawn = {}
+                for entry, figure in pending:
+                    with contextlib.suppress(Exception):
+                        drawn[str(entry["id"])] = _png(figure)
+                protocol.send(theirs, {"drawn": drawn})
+            finally:
+                os._exit(0)
+        theirs.close()
+        self._drawing.append((pid, ours, time.monotonic() + protocol.DRAWING_S))
+        return True
+
+    def _gather(self, wait: bool) -> None:
+        """Take in the PNGs of the forks that are done, or (`wait`) of the oldest one,
+        waiting up to its deadline; a fork past its deadline is killed."""
+        still = []
+        for position, (pid, ours, deadline) in enumerate(self._drawing):
+            waited = max(deadline - time.monotonic(), 0) if wait and position == 0 else 0
+            ready, _, _ = select.select([ours], [], [], waited)
+            left = deadline - time.monotonic()
+            if not ready and left > 0:
+                still.append((pid, ours, deadline))
+                continue
+            if ready:
+                ours.settimeout(max(left, 0.1))
+                with contextlib.suppress(EOFError, OSError, protocol.ProtocolError):
+                    drawn = protocol.receive(ours).get("drawn")
+                    if isinstance(drawn, dict):
+                        self.drawn.update(drawn)
+            ours.close()
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        self._drawing = still
 
     def take(self) -> list[dict]:
         """This cell's figures, their line data cut to MAX_CELL_POINTS in all (the grader
         bounds what it parses; no plot check needs more)."""
-        figures, self.figures = self.figures[:MAX_CELL_FIGURES], []
+        figures, self.figures = self.figures, []
         budget = MAX_CELL_POINTS
         for figure in figures:
             for axes in figure["axes"]:
@@ -121,6 +203,24 @@ class FigureCollector:
                     line["x"], line["y"] = line["x"][:keep], line["y"][:keep]
                     budget -= keep
         return figures
+
+    def take_drawn(self) -> dict[str, str]:
+        """The PNGs drawn aside since the last take (of this or earlier cells), by id."""
+        self._gather(wait=False)
+        drawn, self.drawn = self.drawn, {}
+        return drawn
+
+    def finish(self) -> dict[str, str]:
+        """Wait for every fork still drawing (each up to its deadline); their PNGs."""
+        while self._drawing:
+            self._gather(wait=True)
+        return self.take_drawn()
+
+    def forget(self) -> None:
+        """In a fork of this process: let go of the drawing forks (they are not ours)."""
+        for _, ours, _ in self._drawing:
+            ours.close()
+        self._drawing = []
 
 
 # --- notebook execution ----------------------------------------------------
@@ -163,7 +263,8 @@ def run_cell(shell, source: str, collector: FigureCollector) -> dict:
     error = result.error_before_exec or result.error_in_exec
     report = {"status": "ok" if error is None else "error",
               "duration_s": time.perf_counter() - start,
-              "stdout": out.getvalue(), "figures": collector.take()}
+              "stdout": out.getvalue(), "figures": collector.take(),
+              "drawn": collector.take_drawn()}
     if error is not None:
         report["error"] = f"{type(error).__name__}: {error}"[:2000]
     return report
@@ -509,15 +610,19 @@ def serve_forks(sock: socket.socket, namespace: dict, seeders: tuple, baseline: 
 
 
 def _snapshot(sock: socket.socket, namespace: dict, seeders: tuple, baseline: dict,
-              taken: list[int]) -> None:
+              taken: list[int], collector: FigureCollector) -> None:
     """Fork a sealed zygote holding the state after the cells run so far, and hand the
     grader its socket: that exercise's checks start while the notebook goes on."""
     for pid in list(taken):  # snapshots the grader is done with are reaped here
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(pid, os.WNOHANG)[0]:
                 taken.remove(pid)
-    pid, grader_end = _fork_serving(
-        sock, lambda end: serve_forks(end, namespace, seeders, baseline, sealed=True))
+
+    def serve(end: socket.socket) -> None:
+        collector.forget()
+        serve_forks(end, namespace, seeders, baseline, sealed=True)
+
+    pid, grader_end = _fork_serving(sock, serve)
     taken.append(pid)
     _hand_over(sock, {"op": "snapshot", "pid": pid}, grader_end)
 
@@ -547,13 +652,15 @@ def run_notebook(sock: socket.socket, engine_dir: str, processes: int) -> None:
     while True:
         request = protocol.receive(sock)
         if request.get("op") == "serve":
+            protocol.send(sock, {"op": "drawn", "drawn": collector.finish()})
             serve_forks(sock, shell.user_ns, seeders, baseline)
             return
         if request.get("op") == "snapshot":
-            _snapshot(sock, shell.user_ns, seeders, baseline, snapshots)
+            _snapshot(sock, shell.user_ns, seeders, baseline, snapshots, collector)
             continue
         index = request["index"]
         protocol.send(sock, {"op": "cell_start", "index": index})
+        collector.aside = sock if request.get("aside") is True else None
         signal.signal(signal.SIGINT, signal.default_int_handler)
         report = run_cell(shell, request["source"], collector)
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -107,6 +107,7 @@ def _well_formed(message: dict, op: str, index: int | None = None) -> bool:
     if op == "cell_done":
         figures = message.get("figures", [])
         return (isinstance(message.get("duration_s", 0.0), int | float)
+                and isinstance(message.get("drawn", {}), dict)
                 and isinstance(figures, list) and all(isinstance(f, dict) for f in figures))
     return True
 
@@ -116,11 +117,15 @@ class NotebookSession:
 
     def __init__(self, submission: Submission, workspace: Workspace, policy: ExecutionPolicy,
                  runner: RunnerProcess | None = None, deadline: float | None = None,
-                 checkpoints: dict[int, frozenset[str]] | None = None):
+                 checkpoints: dict[int, frozenset[str]] | None = None,
+                 draw_aside: bool = False):
         """`runner` may be one started early, so that its imports overlap ours;
         `deadline` (time.monotonic) bounds execution and every call; `checkpoints`
-        names, by cell index, the exercises whose cells have all run after it."""
+        names, by cell index, the exercises whose cells have all run after it;
+        `draw_aside`: forks of the runner draw the figures while the notebook goes on
+        (`runner.FigureCollector`: worth it with a CPU to spare, a cost without)."""
         self.submission = submission
+        self.draw_aside = draw_aside
         self.workspace = workspace
         self.policy = policy
         self.deadline = deadline
@@ -133,6 +138,7 @@ class NotebookSession:
         self.clock = CallClock(policy, deadline)
         self.on_cell: Callable[[int, int], None] | None = None  # (cell n, of N) as each starts
         self._figure_bytes = 0
+        self._undrawn: dict[str, int] = {}  # the runner's figure id -> position in figures
         self._ready = False  # the runner has reported its confinement
         self.checkpoints = dict(checkpoints or {})
         self._snapshots: list[Snapshot] = []
@@ -234,6 +240,7 @@ class NotebookSession:
                 position = 0  # replay what completed, in a fresh runner, then go on
                 self.figures = [f for f in self.figures if f.cell in cut]
                 self._figure_bytes = sum(len(f.png) for f in self.figures)
+                self._undrawn = {}  # the lost runner's ids: a fresh one counts anew
 
     def _snapshot(self, covers: frozenset[str]) -> None:
         """Have the runner fork a sealed snapshot of the state now. Raises _Fault when
@@ -297,7 +304,7 @@ class NotebookSession:
         seconds, why = budget
         try:
             protocol.send(self.runner.sock, {"op": "run", "index": cell.index,
-                                             "source": cell.source})
+                                             "source": cell.source, "aside": self.draw_aside})
             start = self._receive(time.monotonic() + IO_TIMEOUT_S, cell)
             if start is None or not _well_formed(start, "cell_start", cell.index):
                 raise _Lost("the runner did not start this cell")
@@ -352,18 +359,40 @@ class NotebookSession:
                                          float(message.get("duration_s", 0.0)), error,
                                          str(message.get("stdout", ""))[:MAX_STDOUT_CHARS])
         for figure in message.get("figures", [])[:MAX_FIGURES_PER_CELL]:
-            try:
-                png = base64.b64decode(figure.get("png", ""), validate=True)
-            except (ValueError, TypeError):
-                png = b""
-            if self._figure_bytes + len(png) > MAX_FIGURE_BYTES:
-                note = "the notebook's figures exceed the size kept; later ones are left out"
-                if note not in self.warnings:
-                    self.warnings.append(note)
+            png = self._png(figure.get("png", ""))
+            if png is None:
                 break
-            self._figure_bytes += len(png)
             axes = figure.get("axes", [])
+            if not png and type(figure.get("id")) is int:  # drawn aside: the PNG comes later
+                self._undrawn[str(figure["id"])] = len(self.figures)
             self.figures.append(Figure(cell.index, png, axes if isinstance(axes, list) else []))
+        self._attach(message.get("drawn", {}))
+
+    def _png(self, text) -> bytes | None:
+        """A figure's PNG from the runner's base64 (b"" if unreadable); None once the
+        notebook's figures would exceed the size kept."""
+        try:
+            png = base64.b64decode(text, validate=True)
+        except (ValueError, TypeError):
+            png = b""
+        if self._figure_bytes + len(png) > MAX_FIGURE_BYTES:
+            note = "the notebook's figures exceed the size kept; later ones are left out"
+            if note not in self.warnings:
+                self.warnings.append(note)
+            return None
+        self._figure_bytes += len(png)
+        return png
+
+    def _attach(self, drawn: dict) -> None:
+        """Give the figures drawn aside (`runner.FigureCollector`) their PNGs."""
+        for key, text in drawn.items():
+            position = self._undrawn.pop(key, None)
+            if position is None:
+                continue
+            png = self._png(text)
+            if png is None:
+                return
+            self.figures[position].png = png
 
     def _fault(self, cell: CodeCell, error: str, status: CellStatus = CellStatus.ERROR) -> None:
         self.cells[cell.index] = CellRun(cell.index, status, 0.0, error)
@@ -385,12 +414,26 @@ class NotebookSession:
             self._ready = False
 
     def _serve(self) -> None:
-        """The runner becomes the zygote the checks fork from."""
+        """The runner becomes the zygote the checks fork from, once it has sent the
+        figures still being drawn aside."""
         try:
             protocol.send(self.runner.sock, {"op": "serve"})
-        except OSError:
+            ready, _, _ = select.select([self.runner.sock], [], [],
+                                        protocol.DRAWING_S + IO_TIMEOUT_S)
+            drawn = protocol.receive(self.runner.sock) if ready else {}
+        except (EOFError, OSError, protocol.ProtocolError):
             self._drop_runner()
             return
+        if drawn.get("op") == "drawn" and isinstance(drawn.get("drawn"), dict):
+            self._attach(drawn["drawn"])
+        if self._undrawn:
+            cells = sorted({self.figures[p].cell for p in self._undrawn.values()})
+            self.warnings.append(
+                f"{len(self._undrawn)} figure(s) of cell(s) {', '.join(map(str, cells))} "
+                f"could not be drawn (drawing raised an error or took more than "
+                f"{protocol.DRAWING_S:.0f} s): their pictures are left out (the plot checks "
+                "still read their lines)")
+            self._undrawn = {}
         self.runner.kill_strays()
         self.runner.executed()
 
