@@ -196,11 +196,13 @@ def grade(submission_path: str | Path, assignment: Assignment,
           out_dir: str | Path | None = None, suite: Path | None = None,
           runners: RunnerSupply | None = None, deadline_s: float | None = None,
           on_cell: Callable[[int, int], None] | None = None,
-          answers: "AnswerKey | None" = None) -> GradeReport:
+          answers: "AnswerKey | None" = None, pictures: bool = True) -> GradeReport:
     """Grade one notebook file with `suite` (default: the hidden one); write the
     outputs into out_dir if given. `runners` may hold a runner started early;
     `on_cell(n, N)` hears each code cell start. The checks look their reference
     results up in `answers` (default: the assignment's answer key, if current).
+    Without `pictures`, figures are not drawn (their line data, which the plot
+    checks read, is kept): for a grade whose feedback nobody sees.
 
     Everything, execution and checks, ends within `deadline_s` (default: the
     assignment's grade_timeout_s). With `out_dir`, results.json is written
@@ -228,7 +230,8 @@ def grade(submission_path: str | Path, assignment: Assignment,
         if out is not None:
             write_results(report, out)
         _grade_submission(submission, assignment, suite, report,
-                          runners or RunnerSupply(assignment), deadline, out, on_cell, answers)
+                          runners or RunnerSupply(assignment), deadline, out, on_cell, answers,
+                          pictures)
         report.complete = True
     report.execution_time = round(time.monotonic() - started, 3)
     if out is not None:
@@ -363,7 +366,7 @@ def blank_report(name: str, assignment: Assignment) -> GradeReport:
 def _grade_submission(submission: Submission, assignment: Assignment, suite: Path,
                       report: GradeReport, runners: RunnerSupply, deadline: float,
                       out: Path | None, on_cell: Callable[[int, int], None] | None,
-                      answers: "AnswerKey | None") -> "GradingPlugin":
+                      answers: "AnswerKey | None", pictures: bool) -> "GradingPlugin":
     workspace, runner = runners.take()
     policy = policy_for(assignment)
     # Imported only now: torch and pytest load here while the runner loads its own.
@@ -378,7 +381,7 @@ def _grade_submission(submission: Submission, assignment: Assignment, suite: Pat
     # compete with it.
     session = NotebookSession(submission, workspace, policy, runner, deadline,
                               checkpoints(submission, assignment) if runners.spare_cpu else None,
-                              draw_aside=runners.spare_cpu)
+                              draw_aside=runners.spare_cpu, pictures=pictures)
     session.on_cell = on_cell
     warming = threading.Thread(target=warm_up, args=(suite, report), daemon=True)
     if runners.spare_cpu and not session.checkpoints:  # checks on snapshots warm up as they go

@@ -13,7 +13,8 @@ measured in the same run:
   its floor;
 - 24 mixed submissions with the default workers: wall / (sum of floors / CPUs);
 - Gradescope's default container (768 MB, half a CPU): grade / floor of the
-  solution inside the same limits, and the grade's peak anonymous memory.
+  solution inside the same limits, graded as run_autograder grades an upload
+  (`autograder gradescope run`), and the grade's peak anonymous memory.
 
 Each figure is given in wall seconds (the targets) and in CPU seconds of
 every process involved (a cpuacct cgroup per command), which stays honest on
@@ -98,7 +99,7 @@ def main() -> None:
             try:
                 limited_floor = measure.floor(solution, container)
                 container.reset()
-                limited, _ = measure.grade(solution, tmp / "g", container)
+                limited, _ = measure.gradescope_run(solution, tmp / "g", container)
                 anonymous = container.peak_anonymous_mb
                 costs += [("Gradescope limits: solution floor", limited_floor),
                           ("Gradescope limits: solution grade", limited)]

@@ -164,6 +164,19 @@ def grade(notebook: Path, out: Path, container: "Container | None" = None,
     return cost, json.loads((out / "results.json").read_text())["score"]
 
 
+def gradescope_run(notebook: Path, root: Path, container: "Container | None" = None
+                   ) -> tuple[Cost, float]:
+    """What Gradescope's run_autograder does for one upload (`autograder gradescope
+    run` on a fresh /autograder-like `root`), and the score."""
+    (root / "submission").mkdir(parents=True)
+    (root / "results").mkdir()
+    master = next(NOTEBOOK_DIR.glob("*.ipynb"))  # the name students submit under
+    (root / "submission" / master.name).write_bytes(notebook.read_bytes())
+    cost = measure([sys.executable, "-m", "autograder", "gradescope", "run", "--root", str(root),
+                    "--assignment", str(ASSIGNMENT)], container=container)
+    return cost, json.loads((root / "results" / "results.json").read_text())["score"]
+
+
 def cohort(folder: Path, out: Path, workers: int | None = None) -> Cost:
     """`autograder cohort` of a folder, with the engine's default workers unless given."""
     return measure([sys.executable, "-m", "autograder", "cohort", str(folder), "--assignment",

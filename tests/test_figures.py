@@ -8,6 +8,7 @@ import shutil
 import nbformat
 import pytest
 
+from autograder import grader
 from autograder.assignment import Assignment
 from autograder.sandbox import CellStatus
 from autograder.sandbox.protocol import DRAWING_S
@@ -68,6 +69,19 @@ def test_a_picture_shows_the_figure_as_its_cell_left_it(assignment, tmp_path, sp
     axes = then.figures[1].axes[0]
     assert axes["title"] == "as drawn" and axes["lines"][0]["y"] == [3.0, 1.0, 2.0]
     assert not then.warnings
+
+
+def test_without_pictures_no_figure_is_drawn_and_its_lines_are_kept(assignment, tmp_path):
+    """A grade whose feedback nobody sees (Gradescope shows results.json alone) draws
+    nothing, and says nothing of pictures: the plot checks' line data is all it keeps."""
+    path = write(with_cells(FIRST), tmp_path / "unseen.ipynb")
+    report = grader.grade(path, assignment, pictures=False,
+                          runners=grader.RunnerSupply(assignment, spare_cpu=True))
+    assert scores(report) == FULL
+    assert len(report.figures) == 2 and all(f.png == b"" for f in report.figures)
+    axes = report.figures[1].axes[0]
+    assert axes["title"] == "as drawn" and axes["lines"][0]["y"] == [3.0, 1.0, 2.0]
+    assert not report.warnings
 
 
 @pytest.mark.parametrize("draw", ["time.sleep(10 ** 6)", "raise ValueError('no picture')"],

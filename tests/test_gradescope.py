@@ -145,6 +145,8 @@ def test_a_correct_submission_gets_full_marks_from_an_unprivileged_runner(image)
     assert [t["score"] for t in results["tests"]] == [3.0, 1.0, 2.0]
     report = json.loads((image[0] / "results" / "report.json").read_text())
     assert any(layer.startswith("unprivileged uid") for layer in report["sandbox_layers"])
+    # The demo plots, but Gradescope shows results.json alone: nothing was drawn.
+    assert not (image[0] / "results" / "figures").exists()
 
 
 def test_a_hostile_submission_gains_nothing_and_leaks_nothing(image):

@@ -27,6 +27,9 @@ MAX_ITEMS = 1_000_000
 # How long the runner lets a fork draw one collection of figures (see
 # `runner.FigureCollector`); the grader waits that long, and more, for the last ones.
 DRAWING_S = 10.0
+# How a cell's figures are drawn (a run request's "drawing"): in the cell, by a fork of
+# the runner beside it, or not at all (no one will see a picture; the line data stays).
+DRAWN_HERE, DRAWN_ASIDE, NO_PICTURES = "here", "aside", "none"
 
 DTYPES = {str(dt).removeprefix("torch."): dt for dt in (
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8,

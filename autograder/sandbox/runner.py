@@ -105,13 +105,16 @@ class FigureCollector:
     the notebook goes on on another core; its PNGs come back with a later cell
     (`take_drawn`) or at the end (`finish`). A fork past `protocol.DRAWING_S` is
     killed: its figures keep their line data and have no picture. Where no fork can
-    be made (the process budget), figures are drawn here, as without `aside`.
+    be made (the process budget), figures are drawn here, as without `aside`. Where
+    nobody will see a picture (`pictures` unset), none is drawn: the line data is
+    all the plot checks read.
     """
 
     def __init__(self):
         self.figures: list[dict] = []  # this cell's: id, axes, png ("" while drawn aside)
         self.drawn: dict[str, str] = {}  # PNGs drawn aside since the last take, by id
         self.aside: socket.socket | None = None
+        self.pictures = True
         self._drawing: list[tuple[int, socket.socket, float]] = []  # pid, socket, deadline
         self._count = 0
 
@@ -130,7 +133,7 @@ class FigureCollector:
             except Exception as exc:  # noqa: BLE001 - a broken figure must not break the report
                 entry["error"] = repr(exc)[:200]
             self.figures.append(entry)
-        if pending and not self._draw_aside(pending):
+        if pending and self.pictures and not self._draw_aside(pending):
             for entry, figure in pending:
                 try:
                     entry["png"] = _png(figure)
@@ -660,7 +663,9 @@ def run_notebook(sock: socket.socket, engine_dir: str, processes: int) -> None:
             continue
         index = request["index"]
         protocol.send(sock, {"op": "cell_start", "index": index})
-        collector.aside = sock if request.get("aside") is True else None
+        drawing = request.get("drawing")
+        collector.pictures = drawing != protocol.NO_PICTURES
+        collector.aside = sock if drawing == protocol.DRAWN_ASIDE else None
         signal.signal(signal.SIGINT, signal.default_int_handler)
         report = run_cell(shell, request["source"], collector)
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -118,14 +118,16 @@ class NotebookSession:
     def __init__(self, submission: Submission, workspace: Workspace, policy: ExecutionPolicy,
                  runner: RunnerProcess | None = None, deadline: float | None = None,
                  checkpoints: dict[int, frozenset[str]] | None = None,
-                 draw_aside: bool = False):
+                 draw_aside: bool = False, pictures: bool = True):
         """`runner` may be one started early, so that its imports overlap ours;
         `deadline` (time.monotonic) bounds execution and every call; `checkpoints`
         names, by cell index, the exercises whose cells have all run after it;
         `draw_aside`: forks of the runner draw the figures while the notebook goes on
-        (`runner.FigureCollector`: worth it with a CPU to spare, a cost without)."""
+        (`runner.FigureCollector`: worth it with a CPU to spare, a cost without);
+        without `pictures`, figures keep their line data and are not drawn."""
         self.submission = submission
-        self.draw_aside = draw_aside
+        self.drawing = (protocol.NO_PICTURES if not pictures
+                        else protocol.DRAWN_ASIDE if draw_aside else protocol.DRAWN_HERE)
         self.workspace = workspace
         self.policy = policy
         self.deadline = deadline
@@ -304,7 +306,7 @@ class NotebookSession:
         seconds, why = budget
         try:
             protocol.send(self.runner.sock, {"op": "run", "index": cell.index,
-                                             "source": cell.source, "aside": self.draw_aside})
+                                             "source": cell.source, "drawing": self.drawing})
             start = self._receive(time.monotonic() + IO_TIMEOUT_S, cell)
             if start is None or not _well_formed(start, "cell_start", cell.index):
                 raise _Lost("the runner did not start this cell")
@@ -363,7 +365,8 @@ class NotebookSession:
             if png is None:
                 break
             axes = figure.get("axes", [])
-            if not png and type(figure.get("id")) is int:  # drawn aside: the PNG comes later
+            if (not png and self.drawing == protocol.DRAWN_ASIDE
+                    and type(figure.get("id")) is int):  # the PNG comes later
                 self._undrawn[str(figure["id"])] = len(self.figures)
             self.figures.append(Figure(cell.index, png, axes if isinstance(axes, list) else []))
         self._attach(message.get("drawn", {}))
