@@ -538,6 +538,7 @@ def _share_nothing(serving: int) -> None:
     or memory mapped shared and writable, raises: no snapshot. (The null device, which
     notebooks open to silence output, carries nothing: it stays.)"""
     null = os.open(os.devnull, os.O_RDWR)
+    null_device = os.fstat(null).st_rdev
     for standard in (0, 1, 2):
         os.dup2(null, standard)
     for name in os.listdir("/proc/self/fd"):
@@ -550,7 +551,7 @@ def _share_nothing(serving: int) -> None:
         except (OSError, IndexError, ValueError):
             continue  # closed meanwhile (the listing's own descriptor)
         mode = found.st_mode
-        if stat.S_ISCHR(mode) and found.st_rdev == os.fstat(null).st_rdev:
+        if stat.S_ISCHR(mode) and found.st_rdev == null_device:
             continue
         if flags & os.O_ACCMODE != os.O_RDONLY or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             raise OSError(f"the notebook holds descriptor {fd} open for more than reading")

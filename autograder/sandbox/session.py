@@ -216,7 +216,9 @@ class NotebookSession:
                     self._start_runner(stop)
             except _NoRunner:
                 self._drop_runner()
-                self._skip_rest(cells[position - 1:], cut, "not run: the runner failed to start")
+                self._skip_rest(cells[position - 1:], cut,
+                                "not run: the grade ended before this cell" if self._closed.is_set()
+                                else "not run: the runner failed to start")
                 break
             if notebook_ends is None:
                 notebook_ends = time.monotonic() + self.policy.total_timeout_s
@@ -528,8 +530,8 @@ class NotebookSession:
 
     def close(self) -> None:
         """Stop the runner, and execution with it: a thread still executing (when the
-        grade ends early, on a fault of the grader's own) runs nothing more and is
-        gone when this returns, before the caller removes the scratch folder."""
+        grade ends early, on a fault of the grader's own) runs nothing more, and is
+        waited for (up to CLOSE_S) before the caller removes the scratch folder."""
         self._closed.set()
         runner = self.runner
         if runner is not None:
