@@ -28,13 +28,25 @@ EXTRAS = {"nbgrader": "authoring", "sqlalchemy": "cohort", "yaml": "cohort",
           "distributed": "dask"}
 
 
-def _assignment(path: str | None) -> Assignment:
+def _assignment(path: str | None, notebook: str | None = None) -> Assignment:
+    """The assignment named by --assignment; else the only one in `assignments/`, or
+    the one whose notebook bears the name of `notebook` (the file graded)."""
     if path:
         return Assignment.load(path)
     found = sorted(p.parent for p in DEFAULT_ASSIGNMENTS.glob("*/assignment.toml"))
-    if len(found) != 1:
-        raise AssignmentError("name the assignment folder with --assignment")
-    return Assignment.load(found[0])
+    if len(found) == 1:
+        return Assignment.load(found[0])
+    assignments = [Assignment.load(folder) for folder in found]
+    if notebook is not None:
+        named = [a for a in assignments if a.master.name == Path(notebook).name]
+        if len(named) == 1:
+            return named[0]
+    if not assignments:
+        raise AssignmentError(f"no assignment in {DEFAULT_ASSIGNMENTS}: name the assignment "
+                              "folder with --assignment")
+    choices = ", ".join(f"{a.root} (notebook {a.master.name})" for a in assignments)
+    raise AssignmentError(f"{len(assignments)} assignments could be meant: {choices}; "
+                          "name the folder with --assignment")
 
 
 def print_table(report: GradeReport) -> None:
@@ -61,7 +73,7 @@ def _grade(args: argparse.Namespace) -> int:
     from .grader import grade, lean_heap
 
     lean_heap()
-    report = grade(args.submission, _assignment(args.assignment), args.out)
+    report = grade(args.submission, _assignment(args.assignment, args.submission), args.out)
     print_table(report)
     print(f"results written to {args.out}")
     return 0

@@ -11,7 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.assignment import Assignment
+from autograder.__main__ import _assignment
+from autograder.assignment import Assignment, AssignmentError
 from autograder.grader import grade
 from tests.corpus.build import appended, variant, write
 
@@ -192,6 +193,18 @@ def test_misuse_is_a_nonzero_exit(tmp_path):
                                      "--out", str(tmp_path), "--assignment", str(tmp_path)],
                                     check=False, capture_output=True, text=True, timeout=60)
     assert bad_assignment.returncode == 2 and "assignment.toml" in bad_assignment.stderr
+
+
+def test_without_assignment_the_notebooks_file_name_picks_one_of_several():
+    """Two assignments live in `assignments/`: `autograder grade 02_randomized_ntk.ipynb`
+    grades with Notebook 2's; a renamed notebook gets an error naming the choices,
+    never a guess."""
+    assert _assignment(None, "cohort/alice/02_randomized_ntk.ipynb").name == "randomized_ntk"
+    assert _assignment(None, "01_krylov.ipynb").name == "krylov_hessian"
+    with pytest.raises(AssignmentError) as refused:
+        _assignment(None, "krylov (1).ipynb")
+    assert "--assignment" in str(refused.value)
+    assert "krylov_hessian" in str(refused.value) and "randomized_ntk" in str(refused.value)
 
 
 def test_suites_with_the_same_module_names_do_not_mix_in_one_process(assignment, tmp_path):
