@@ -213,6 +213,126 @@ register("bug_drift_absolute", "bug", lambda: variant({"ex6_5": swapped(
               "torch.linalg.matrix_norm(K1 - K0).item()"))}),
     loses={"6.5"})
 
+# Each of these is one mistake a `Catches:` comment of the hidden suite names, written as a
+# student would: the check that must catch it is named above it.
+
+# 1.1 test_rademacher_probes_are_exact_on_a_diagonal: Gaussian probes for every dist.
+register("bug_hutchinson_gaussian_for_rademacher", "bug", lambda: variant({"ex1_1_code": swapped(
+    "ex1_1_code", ("            z = (2 * torch.randint(0, 2, (dim,), generator=g) - 1).float()",
+                   "            z = torch.randn(dim, generator=g)"))}),
+    loses={"1.1"}, may_lose={"1.2", "2.2"})
+# 1.1 test_one_matvec_per_probe: A z computed twice, once for a sanity check.
+register("bug_hutchinson_two_matvecs_per_probe", "bug", lambda: variant({"ex1_1_code": swapped(
+    "ex1_1_code", ("        total += (z @ matvec(z)).item()",
+                   ("        assert torch.isfinite(matvec(z)).all()\n"
+                    "        total += (z @ matvec(z)).item()")))}),
+    loses={"1.1"})
+# 1.1 test_rademacher_estimates_are_unbiased_with_the_right_variance: one probe drawn
+# before the loop and reused (m times the variance); 1.2's errors no longer fall with m.
+register("bug_hutchinson_one_probe_reused", "bug", lambda: variant({"ex1_1_code": swapped(
+    "ex1_1_code", ("    total = 0.0\n    for _ in range(num_probes):\n",
+                   ("    total = 0.0\n    z_rad = (2 * torch.randint(0, 2, (dim,), generator=g) - 1).float()\n"
+                    "    z_gauss = torch.randn(dim, generator=g)\n"
+                    "    for _ in range(num_probes):\n")),
+    ("            z = (2 * torch.randint(0, 2, (dim,), generator=g) - 1).float()",
+     "            z = z_rad"),
+    ("            z = torch.randn(dim, generator=g)", "            z = z_gauss"))}),
+    loses={"1.1", "1.2"}, may_lose={"2.2"})
+# 1.2 test_rms_errors_follow_the_theory: the mean of the signed errors (they cancel).
+register("bug_rms_errors_mean_error_not_rms", "bug", lambda: variant({"ex1_2": swapped(
+    "ex1_2", ("    rms_errors.append(errs.pow(2).mean().sqrt().item())",
+              "    rms_errors.append(errs.mean().abs().item())"))}),
+    loses={"1.2"})
+# 1.2 test_rms_errors_follow_the_theory: seed=r forgotten, every rep the same estimate.
+register("bug_rms_errors_one_seed_for_all_reps", "bug", lambda: variant({"ex1_2": swapped(
+    "ex1_2", ("hutchinson_trace(matvec_H, P, m, seed=r)", "hutchinson_trace(matvec_H, P, m)"))}),
+    loses={"1.2"})
+# 2.2 test_hutchinson_errors_match_the_theory: the two lists filled the wrong way round.
+register("bug_hutchpp_comparison_lists_swapped", "bug", lambda: variant({"ex2_2": swapped(
+    "ex2_2", ("    err_hutch.append(np.mean([abs(hutchinson_trace(",
+              "    err_hpp.append(np.mean([abs(hutchinson_trace("),
+    ("    err_hpp.append(np.mean([abs(hutchpp(", "    err_hutch.append(np.mean([abs(hutchpp("))}),
+    loses={"2.2"})
+# 3.1 test_orthonormal_and_spends_its_budget: QR between the power iterations, but the
+# last product returned as is (A Omega when power_iters = 0).
+register("bug_range_finder_no_qr", "bug", lambda: variant({"ex3_1_code": swapped(
+    "ex3_1_code", (("    Q = torch.linalg.qr(apply_block(matvec, omega))[0]\n"
+                    "    for _ in range(2 * power_iters):\n"
+                    "        Q = torch.linalg.qr(apply_block(matvec, Q))[0]\n"
+                    "    return Q"),
+                   ("    Y = apply_block(matvec, omega)\n"
+                    "    for _ in range(2 * power_iters):\n"
+                    "        Y = apply_block(matvec, torch.linalg.qr(Y)[0])\n"
+                    "    return Y")))}),
+    loses={"3.1"}, may_lose={"3.2", "3.3"})
+# 3.1 test_orthonormal_and_spends_its_budget: one product per power iteration, (q + 1)(k + p).
+register("bug_range_finder_one_product_per_power_iter", "bug", lambda: variant({"ex3_1_code": swapped(
+    "ex3_1_code", ("range(2 * power_iters)", "range(power_iters)"))}),
+    loses={"3.1"}, may_lose={"3.2", "3.3"})
+# 3.2 test_eigenvectors_are_ritz_vectors: eigenvalues sorted, eigenvectors left in eigh's order.
+register("bug_randomized_eigh_eigenvectors_not_matched", "bug", lambda: variant({"ex3_2_code": swapped(
+    "ex3_2_code", ("    return evals[order], Q @ W[:, order]",
+                   "    return evals[order], (Q @ W)[:, :rank]"))}),
+    loses={"3.2"})
+# 3.3 test_rand_top5_are_ritz_values_of_a_small_subspace: rand_top5 from Lanczos (the
+# randomized method's 60 matvecs spent on Lanczos instead).
+register("cheat_rand_top5_from_lanczos", "cheat", lambda: variant({"ex3_3": swapped(
+    "ex3_3", ("rand_top5 = randomized_eigh(matvec_H, P, 5, oversample=5, power_iters=2)[0]\n",
+              ""),
+    ("lanczos_top5 = ritz[ritz.abs().argsort(descending=True)][:5]\n",
+     "lanczos_top5 = ritz[ritz.abs().argsort(descending=True)][:5]\nrand_top5 = lanczos_top5.clone()\n"))}),
+    loses={"3.3"})
+# 4.1 test_exact_on_low_rank_psd_with_rank_matvecs: an extra pass for Omega^T A Omega.
+register("bug_nystrom_extra_pass_for_the_core", "bug", lambda: variant({"ex4_1_code": swapped(
+    "ex4_1_code", ("    M = omega.T @ Y_nu\n",
+                   "    M = omega.T @ apply_block(matvec, omega) + nu * torch.eye(rank)\n"))}),
+    loses={"4.1"})
+# 4.2 test_gauss_newton_matches_on_hidden_models: the softmax Hessian without its
+# -p p^T term (diag(p) only).
+register("bug_ggn_no_softmax_term", "bug", lambda: variant({"ex4_2_code": swapped(
+    "ex4_2_code", ("    HJv = (p * Jv - p * (p * Jv).sum(dim=1, keepdim=True)) / X.shape[0]",
+                   "    HJv = p * Jv / X.shape[0]"))}),
+    loses={"4.2"}, may_lose={"4.3"})
+# 4.2 test_matrix_free_where_the_jacobian_cannot_fit: J materialized by jacrev.
+register("cheat_ggn_jacobian_materialized", "cheat", lambda: variant({"ex4_2_code": swapped(
+    "ex4_2_code", (("    out, Jv = jvp(logits, (theta,), (v,))\n"),
+                   ("    out = logits(theta)\n"
+                    "    J = torch.func.jacrev(logits)(theta)\n"
+                    "    Jv = J @ v\n")),
+    ("    _, pullback = vjp(logits, theta)\n    return pullback(HJv)[0]",
+     "    return torch.einsum('ncp,nc->p', J, HJv)"))}),
+    loses={"4.2"})
+# 5.1 test_exact_on_a_diagonal_with_k_equal_n: Gaussian probes of norm 1.
+register("bug_slq_gaussian_probes", "bug", lambda: variant({"ex5_1_code": swapped(
+    "ex5_1_code", ("        v = (2 * torch.randint(0, 2, (dim,), generator=g) - 1).float() / math.sqrt(dim)",
+                   "        v = torch.randn(dim, generator=g)\n        v = v / v.norm()"))}),
+    loses={"5.1"}, may_lose={"5.2"})
+# 5.1 test_close_to_the_density_of_a_rotated_matrix: the probe drawn but not passed to
+# lanczos (which then starts every time from its own seeded vector).
+register("bug_slq_start_vector_ignored", "bug", lambda: variant({"ex5_1_code": swapped(
+    "ex5_1_code", ("lanczos(matvec, dim, k, start=v)", "lanczos(matvec, dim, k)"))}),
+    loses={"5.1"}, may_lose={"5.2"})
+# 6.1 test_jacobians_of_a_single_example_and_of_fp32: a tidy squeeze() that drops the
+# batch axis of a single example.
+register("bug_jacobians_squeeze_drops_the_batch_axis", "bug", lambda: variant({"ex6_1_code": swapped(
+    "ex6_1_code", ("for name in params], dim=2)", "for name in params], dim=2).squeeze()"))}),
+    loses={"6.1"})
+# 6.2 test_ntk_matches: J^T J (P x P) for J J^T.
+register("bug_ntk_jt_j", "bug", lambda: variant({"ex6_2_code": swapped(
+    "ex6_2_code", ("    return J @ J.T", "    return J.T @ J"))}),
+    loses={"6.2"}, may_lose={"6.5"})
+# 6.4 test_ntk_top5: the top five Ritz values in eigvalsh's ascending order.
+register("bug_ntk_top5_ascending", "bug", lambda: variant({"ex6_4": swapped(
+    "ex6_4", (".flip(0)[:5]", "[-5:]"))}),
+    loses={"6.4"})
+# 6.5 test_drifts: the drift of the Jacobian instead of the kernel.
+register("bug_drift_of_the_jacobian", "bug", lambda: variant({"ex6_5": swapped(
+    "ex6_5", ("    K0 = empirical_ntk(net, X_ntk)", "    K0 = per_example_jacobians(net, X_ntk)"),
+    ("    K1 = empirical_ntk(net, X_ntk)", "    K1 = per_example_jacobians(net, X_ntk)"),
+    ("torch.linalg.matrix_norm(K1 - K0) / torch.linalg.matrix_norm(K0)",
+     "(K1 - K0).norm() / K0.norm()"))}),
+    loses={"6.5"})
+
 # --- method cheats -----------------------------------------------------------------------------
 
 MATERIALIZE = '''    A_full = torch.stack([matvec(e) for e in torch.eye(dim)], 1)
