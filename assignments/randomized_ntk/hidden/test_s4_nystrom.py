@@ -55,11 +55,12 @@ def test_exact_on_low_rank_psd_with_rank_matvecs(student):
 @check(exercise="4.1", weight=2)
 def test_psd_orthonormal_and_sorted_on_an_ill_conditioned_matrix(student):
     """on a PSD matrix with eigenvalues from 3.7 down to 3.7e-8, U is orthonormal, lam >= 0"""
-    # Catches: naive_pinv (the unshifted core's pseudo-inverse in fp32: negative or
-    # huge eigenvalues), ascending lam, U not orthonormal (B returned as is); zeros are
-    # caught by the value gate: A_hat <= A in the Loewner order, so lam[0] <= 3.7 (the
-    # top eigenvalue), and with 30 columns it is above 0.9 of it (0.996 measured); the
-    # scale 3.7 keeps out constants (ones, identity columns).
+    # Catches: ascending lam, U not orthonormal (B returned as is); zeros are caught by
+    # the value gate: A_hat <= A in the Loewner order, so lam[0] <= 3.7 (the top
+    # eigenvalue), and with 30 columns it is above 0.9 of it (0.996 measured); the scale
+    # 3.7 keeps out constants (ones, identity columns). Not caught here: the unshifted
+    # core's pseudo-inverse (with 30 columns the core's condition number is about 1e3,
+    # well within fp32: that mistake passes every assertion, measured).
     eigs = 3.7 * 10.0 ** -torch.linspace(0.0, 8.0, 90, dtype=torch.float64)
     A = fx.with_spectrum(eigs, seed=2402)
     U, lam, _, call = _nystrom(student, A, 30, seed=2)
