@@ -11,6 +11,7 @@ import pytest
 from autograder import grader
 from autograder.assignment import Assignment
 from autograder.sandbox import CellStatus
+from autograder.sandbox import session as session_module
 from autograder.sandbox.protocol import DRAWING_S
 from tests.corpus.build import write
 from tests.test_grading_faults import ENGINE, FULL, demo, scores
@@ -82,6 +83,18 @@ def test_without_pictures_no_figure_is_drawn_and_its_lines_are_kept(assignment, 
     axes = report.figures[1].axes[0]
     assert axes["title"] == "as drawn" and axes["lines"][0]["y"] == [3.0, 1.0, 2.0]
     assert not report.warnings
+
+
+def test_pictures_past_the_size_kept_are_reported_as_such(assignment, tmp_path, monkeypatch):
+    """A picture drawn aside that arrives past the notebook's size budget is left out
+    for its size, and the report says that, not that drawing failed."""
+    monkeypatch.setattr(session_module, "MAX_FIGURE_BYTES", 1)
+    report, _ = graded(with_cells(FIRST), assignment, tmp_path, "big")
+    assert scores(report) == FULL
+    assert all(f.png == b"" for f in report.figures)
+    warning = " ".join(report.warnings)
+    assert "figures exceed the size kept" in warning
+    assert "could not be drawn" not in warning
 
 
 @pytest.mark.parametrize("draw", ["time.sleep(10 ** 6)", "raise ValueError('no picture')"],

@@ -395,7 +395,8 @@ class NotebookSession:
             if position is None:
                 continue
             png = self._png(text)
-            if png is None:
+            if png is None:  # past the size kept: said so, and so are all still to come
+                self._undrawn.clear()
                 return
             self.figures[position].png = png
 
