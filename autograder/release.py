@@ -107,7 +107,7 @@ def release_pyproject(assignment: Assignment) -> str:
         'build-backend = "setuptools.build_meta"', "", "[project]",
         f"name = {json.dumps(name)}", 'version = "1.0"',
         f'requires-python = ">={MIN_PYTHON}"', f"dependencies = [{requirements}]", "",
-        "[project.scripts]", 'autograder = "autograder.__main__:main"', "",
+        "[project.scripts]", 'autograder = "autograder.__main__:entry"', "",
         "[tool.setuptools.packages.find]", 'include = ["autograder*"]', "",
         "[tool.setuptools.package-data]", 'autograder = ["templates/*"]', ""])
 

@@ -175,11 +175,15 @@ def test_no_process_of_the_submission_survives(assignment, tmp_path):
 def test_bad_input_yields_zero_results_and_exit_code_zero(tmp_path, content, reason):
     path = tmp_path / "bad.ipynb"
     path.write_bytes(content)
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(path),
                              "--assignment", str(ENGINE), "--out", str(tmp_path / "out")],
                             check=False, capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**buffered, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
+    # The command ends without the interpreter's teardown: its table, printed to a
+    # block-buffered pipe, still arrives whole.
+    assert f"results written to {tmp_path / 'out'}" in result.stdout, result.stdout
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["score"] == 0 and reason in results["output"]
     assert len(results["tests"]) == 3 and all(t["score"] == 0 for t in results["tests"])

@@ -110,7 +110,7 @@ def test_the_release_explains_itself_and_needs_no_staff_tool(release):
         assert not ours or ours == [requirement], (requirement, ours)
     project = tomllib.loads((release / "pyproject.toml").read_text())["project"]
     assert project["dependencies"] == requirements
-    assert project["scripts"]["autograder"] == "autograder.__main__:main"
+    assert project["scripts"]["autograder"] == "autograder.__main__:entry"
 
 
 def test_a_finished_notebook_passes_every_visible_check(release, tmp_path):
