@@ -23,6 +23,7 @@ import torch
 from autograder import grader, plugin
 from autograder.assignment import Assignment
 from autograder.sandbox import CellStatus, fingerprint
+from autograder.sandbox import runner as runner_module
 from autograder.sandbox.calls import StudentCrash
 from autograder.sandbox.process import RunnerProcess
 from autograder.sandbox.session import NotebookSession
@@ -257,6 +258,42 @@ def test_a_check_on_a_snapshot_can_neither_write_nor_signal_the_running_notebook
         assert session.cells[1].status == CellStatus.OK, session.cells[1].error
         assert session.runner.process.poll() is None
         assert not (workspace.root / "left_by_a_check.txt").exists()
+    finally:
+        session.close()
+        workspace.remove()
+
+
+NICENESS = """
+import os
+
+def niceness():
+    return os.getpriority(os.PRIO_PROCESS, 0)
+"""
+
+
+def test_checks_beside_the_notebook_yield_the_cpu_to_it(tmp_path):
+    """A snapshot, and so every check fork of it, runs BESIDE_NICENESS lower than the
+    notebook: where the checks and the grader want both CPUs, the notebook keeps one.
+    Checks on the final state run at the notebook's own priority."""
+    assignment = Assignment.load(ENGINE_ASSIGNMENT)
+    workspace, runner = grader.RunnerSupply(assignment).take()
+    notebook = Submission(tmp_path / "nice.ipynb",
+                          (CodeCell(0, NICENESS, "ex_nice"),
+                           CodeCell(1, "import time\ntime.sleep(2)", "ex_later")))
+    session = NotebookSession(notebook, workspace, grader.policy_for(assignment), runner,
+                              checkpoints={0: frozenset({"nice"})})
+    try:
+        session.start()
+        student = session.student("nice")
+        assert student.snapshot is not None
+        beside = student.call("niceness")
+        student.close()
+        session.settle()
+        student = session.student("nice")
+        assert student.snapshot is None
+        final = student.call("niceness")
+        student.close()
+        assert beside == min(final + runner_module.BESIDE_NICENESS, 19), (beside, final)
     finally:
         session.close()
         workspace.remove()

@@ -39,6 +39,11 @@ MAX_FIGURE_POINTS = 5_000  # per line, for plot checks
 MAX_CELL_POINTS = 200_000  # all lines of a cell's figures together
 MAX_CELL_FIGURES = 50
 MAX_DRAWING = 2  # forks drawing figures at once (each is a process of the budget)
+# Niceness of the snapshots, and so of their checks' forks, which work beside the notebook:
+# with two CPUs, a check fork, its fork's exit and the grader's next check can be runnable
+# at once, and at equal priority they took about a sixth of the notebook's CPU from it.
+# (Drawing forks keep the runner's: it waits for them when MAX_DRAWING are busy.)
+BESIDE_NICENESS = 10
 
 
 class CappedText(io.TextIOBase):
@@ -623,6 +628,7 @@ def _snapshot(sock: socket.socket, namespace: dict, seeders: tuple, baseline: di
                 taken.remove(pid)
 
     def serve(end: socket.socket) -> None:
+        os.nice(BESIDE_NICENESS)  # its checks' forks inherit it
         collector.forget()
         serve_forks(end, namespace, seeders, baseline, sealed=True)
 
