@@ -10,9 +10,12 @@ import pytest
 
 from autograder import grader
 from autograder.assignment import Assignment
-from autograder.sandbox import CellStatus
+from autograder.sandbox import CellStatus, protocol
 from autograder.sandbox import session as session_module
+from autograder.sandbox.calls import StudentCrash
 from autograder.sandbox.protocol import DRAWING_S
+from autograder.sandbox.session import NotebookSession
+from autograder.submission import CodeCell, Submission
 from tests.corpus.build import write
 from tests.test_grading_faults import ENGINE, FULL, demo, scores
 from tests.test_overlap import grade_watched
@@ -141,3 +144,43 @@ def test_a_snapshot_taken_while_a_figure_is_drawn_serves_its_checks(tmp_path):
     assert scores(report) == FULL
     assert all(f.png.startswith(b"\x89PNG") for f in report.figures)
     assert not report.warnings
+
+
+def test_pictures_sent_late_are_still_taken_before_any_check(assignment, tmp_path,
+                                                             monkeypatch):
+    """The runner answers `serve` with the pictures still being drawn, within DRAWING_S
+    unless held off the CPU. Here that answer comes after the grader's wait without a
+    deadline (made 2 s, against a 6 s drawing): a grade has a deadline and waits until
+    then, so a check's fork reads its own answer, not the pictures (as it once did,
+    and every check of the final state failed), and the picture is kept."""
+    monkeypatch.setattr(protocol, "DRAWING_S", 0.0)
+    monkeypatch.setattr(session_module, "IO_TIMEOUT_S", 2.0)
+    nb = with_cells(STUCK.format(draw="time.sleep(6)"))
+    path = write(nb, tmp_path / "late.ipynb")
+    report = grader.grade(path, assignment,
+                          runners=grader.RunnerSupply(assignment, spare_cpu=True))
+    assert scores(report) == FULL, [c.message for e in report.exercises for c in e.checks]
+    assert all(f.png.startswith(b"\x89PNG") for f in report.figures)
+    assert not report.warnings
+
+
+def test_a_runner_that_does_not_answer_in_time_is_dropped_not_misread(assignment, tmp_path,
+                                                                      monkeypatch):
+    """Without a deadline the wait is DRAWING_S + IO_TIMEOUT_S (here 2 s): past it, the
+    runner is stopped and the report says so; no later check reads the late answer."""
+    monkeypatch.setattr(protocol, "DRAWING_S", 0.0)
+    monkeypatch.setattr(session_module, "IO_TIMEOUT_S", 2.0)
+    workspace, runner = grader.RunnerSupply(assignment).take()
+    source = "import matplotlib.pyplot as plt\n" + STUCK.format(draw="time.sleep(6)")
+    notebook = Submission(tmp_path / "late.ipynb", (CodeCell(0, source, "ex_late"),))
+    session = NotebookSession(notebook, workspace, grader.policy_for(assignment), runner,
+                              draw_aside=True)
+    try:
+        session.execute()
+        assert session.runner is None
+        assert any("did not answer after its last cell" in w for w in session.warnings)
+        with pytest.raises(StudentCrash, match="not running"):
+            session.student()
+    finally:
+        session.close()
+        workspace.remove()

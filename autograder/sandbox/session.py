@@ -421,13 +421,20 @@ class NotebookSession:
 
     def _serve(self) -> None:
         """The runner becomes the zygote the checks fork from, once it has sent the
-        figures still being drawn aside."""
+        figures still being drawn aside. It sends them within DRAWING_S unless held off
+        the CPU; however late, they are waited for (until the deadline): read later,
+        they would be taken for the answer to a check's fork."""
+        wait = (self.deadline - time.monotonic() if self.deadline is not None
+                else protocol.DRAWING_S + IO_TIMEOUT_S)
         try:
             protocol.send(self.runner.sock, {"op": "serve"})
-            ready, _, _ = select.select([self.runner.sock], [], [],
-                                        protocol.DRAWING_S + IO_TIMEOUT_S)
-            drawn = protocol.receive(self.runner.sock) if ready else {}
+            ready, _, _ = select.select([self.runner.sock], [], [], max(wait, 0))
+            if not ready:
+                raise TimeoutError
+            drawn = protocol.receive(self.runner.sock)
         except (EOFError, OSError, protocol.ProtocolError):
+            self.warnings.append("the notebook's process did not answer after its last "
+                                 "cell: no check could run on its final state")
             self._drop_runner()
             return
         if drawn.get("op") == "drawn" and isinstance(drawn.get("drawn"), dict):
