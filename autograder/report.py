@@ -152,9 +152,10 @@ def _check_line(check) -> str:
 
 
 def staff_report(report: GradeReport, figures: list[tuple[str, Figure]] | None = None) -> dict:
-    """Everything in the report as plain JSON data; figures by file name, not inlined."""
-    if figures is None:
-        figures = _figure_files(report.figures)
+    """Everything in the report as plain JSON data; figures by file name, not inlined,
+    and with their line data even where no picture was drawn ("file": null)."""
+    files = {id(figure): name for name, figure in
+             (_figure_files(report.figures) if figures is None else figures)}
     return {
         "submission": report.submission,
         "assignment": report.assignment,
@@ -191,8 +192,8 @@ def staff_report(report: GradeReport, figures: list[tuple[str, Figure]] | None =
             "error": c.error,
             "stdout": c.stdout,
         } for c in report.cells],
-        "figures": [{"file": name, "cell": f.cell, "axes": _plain(f.axes)}
-                    for name, f in figures],
+        "figures": [{"file": files.get(id(f)), "cell": f.cell, "axes": _plain(f.axes)}
+                    for f in report.figures],
     }
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from autograder import grader
 from autograder.assignment import Assignment
+from autograder.report import staff_report
 from autograder.sandbox import CellStatus, protocol
 from autograder.sandbox import session as session_module
 from autograder.sandbox.calls import StudentCrash
@@ -86,6 +87,9 @@ def test_without_pictures_no_figure_is_drawn_and_its_lines_are_kept(assignment, 
     axes = report.figures[1].axes[0]
     assert axes["title"] == "as drawn" and axes["lines"][0]["y"] == [3.0, 1.0, 2.0]
     assert not report.warnings
+    staff = json.loads(json.dumps(staff_report(report)))  # report.json keeps the lines
+    assert [f["file"] for f in staff["figures"]] == [None, None]
+    assert staff["figures"][1]["axes"][0]["lines"][0]["y"] == [3.0, 1.0, 2.0]
 
 
 def test_pictures_past_the_size_kept_are_reported_as_such(assignment, tmp_path, monkeypatch):
