@@ -287,7 +287,7 @@ def entry() -> None:
     """The `autograder` command: `main`, then, after a command that ends at once (it
     holds no pool, database or worker that would want a goodbye), an exit that skips
     the interpreter's teardown. With torch loaded that teardown, a garbage collection
-    of every module's objects, takes about 0.4 s: a third of what grading one
+    of every module's objects, takes about 0.4 s: a quarter to a third of what grading one
     submission adds to the notebook's own time. Every file is closed by then; only the
     standard streams are flushed."""
     args = _parse(None)

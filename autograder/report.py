@@ -71,7 +71,7 @@ def write_outputs(report: GradeReport, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / "results.json", gradescope_results(report))
     figures = _figure_files(report.figures)
-    _write_json(out_dir / "report.json", staff_report(report, figures))
+    _write_json(out_dir / "report.json", staff_report(report))
     if figures:
         (out_dir / "figures").mkdir(exist_ok=True)
     for name, figure in figures:
@@ -151,11 +151,9 @@ def _check_line(check) -> str:
 # report.json
 
 
-def staff_report(report: GradeReport, figures: list[tuple[str, Figure]] | None = None) -> dict:
+def staff_report(report: GradeReport) -> dict:
     """Everything in the report as plain JSON data; figures by file name, not inlined,
     and with their line data even where no picture was drawn ("file": null)."""
-    files = {id(figure): name for name, figure in
-             (_figure_files(report.figures) if figures is None else figures)}
     return {
         "submission": report.submission,
         "assignment": report.assignment,
@@ -192,8 +190,8 @@ def staff_report(report: GradeReport, figures: list[tuple[str, Figure]] | None =
             "error": c.error,
             "stdout": c.stdout,
         } for c in report.cells],
-        "figures": [{"file": files.get(id(f)), "cell": f.cell, "axes": _plain(f.axes)}
-                    for f in report.figures],
+        "figures": [{"file": name, "cell": f.cell, "axes": _plain(f.axes)}
+                    for name, f in zip(_figure_names(report.figures), report.figures)],
     }
 
 
@@ -283,15 +281,22 @@ def _error_cells(report: GradeReport) -> list:
     return [c for c in report.cells if c.status in (CellStatus.ERROR, CellStatus.TIMEOUT) or c.error]
 
 
-def _figure_files(figures: list[Figure]) -> list[tuple[str, Figure]]:
-    """Name each figure with a PNG `figures/cellNN_k.png`, k counting from 1 within a cell."""
-    named, seen = [], {}
+def _figure_names(figures: list[Figure]) -> list[str | None]:
+    """Each figure's file `figures/cellNN_k.png`, k counting from 1 within a cell, or
+    None where no picture was drawn."""
+    names, seen = [], {}
     for figure in figures:
         if not figure.png:
+            names.append(None)
             continue
         k = seen[figure.cell] = seen.get(figure.cell, 0) + 1
-        named.append((f"figures/cell{int(figure.cell):02d}_{k}.png", figure))
-    return named
+        names.append(f"figures/cell{int(figure.cell):02d}_{k}.png")
+    return names
+
+
+def _figure_files(figures: list[Figure]) -> list[tuple[str, Figure]]:
+    """The figures with a PNG, each with its file name."""
+    return [(name, figure) for name, figure in zip(_figure_names(figures), figures) if name]
 
 
 def _caption(figure: Figure) -> str:

@@ -8,6 +8,8 @@ measured in the same run:
 
 - the solution: cold `autograder grade` / floor, and the peak PSS of all
   grading processes;
+- the student's wait: a cold `autograder check` (the visible suite) of the
+  solution / floor;
 - the unfilled release: cold grade minus floor (the fixed cost per submission);
 - a warm cohort worker: extra wall time per additional unfilled release, minus
   its floor;
@@ -77,6 +79,8 @@ def main() -> None:
         costs.append(("solution: floor", floor))
         costs.append((f"solution: grade (score {score:g})", graded))
         costs.append(("solution: grade, memory sampled", memory))
+        checked = measure.self_check(solution)
+        costs.append(("solution: self-check (visible suite)", checked))
         empty_floor = measure.floor(unfilled)
         empty, _ = measure.grade(unfilled, tmp / "b")
         costs += [("unfilled release: floor", empty_floor), ("unfilled release: grade", empty)]
@@ -116,6 +120,8 @@ def main() -> None:
     print(f"\n{'target':<54}{'wall':>8} {'CPU':>8}")
     row("solution: grade / floor", graded.wall_s / floor.wall_s,
         ratio(graded.cpu_s, floor.cpu_s), "", 1.2)
+    row("solution: self-check / floor", checked.wall_s / floor.wall_s,
+        ratio(checked.cpu_s, floor.cpu_s), "", 1.2)
     row("unfilled release: grade - floor, cold", empty.wall_s - empty_floor.wall_s,
         difference(empty.cpu_s, empty_floor.cpu_s), "s", 1.5)
     warm = measure.Cost((nine.wall_s - one.wall_s) / 8, 0,

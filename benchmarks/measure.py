@@ -164,6 +164,12 @@ def grade(notebook: Path, out: Path, container: "Container | None" = None,
     return cost, json.loads((out / "results.json").read_text())["score"]
 
 
+def self_check(notebook: Path) -> Cost:
+    """A cold `autograder check`: the visible checks a student runs on their own notebook."""
+    return measure([sys.executable, "-m", "autograder", "check", str(notebook),
+                    "--assignment", str(ASSIGNMENT)])
+
+
 def gradescope_run(notebook: Path, root: Path, container: "Container | None" = None
                    ) -> tuple[Cost, float]:
     """What Gradescope's run_autograder does for one upload (`autograder gradescope
