@@ -33,7 +33,7 @@ lint: setup
 # The answer key first, so that the corpus is graded with it (verdicts must not move).
 test: lint
 	$(PY) -m autograder key --assignment assignments/krylov_hessian
-	$(PY) -m pytest -n auto
+	$(PY) -m pytest -n auto --dist loadgroup
 
 release: setup
 	$(PY) -m autograder release assignments/krylov_hessian --out build/release

@@ -6,7 +6,7 @@ import pkgutil
 import pytest
 
 import tests.corpus
-from tests.corpus.mutants import MUTANTS, assert_verdict
+from tests.corpus.mutants import MUTANTS, assert_verdict, zygote_runners
 from tests.notebooks import ASSIGNMENT
 
 for module in pkgutil.iter_modules(tests.corpus.__path__):
@@ -14,9 +14,15 @@ for module in pkgutil.iter_modules(tests.corpus.__path__):
         importlib.import_module(f"tests.corpus.{module.name}")
 
 
+@pytest.fixture(scope="module")
+def runners():
+    with zygote_runners(ASSIGNMENT) as supply:
+        yield supply
+
+
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
-def test_mutant_verdict(mutant, tmp_path):
-    assert_verdict(mutant, ASSIGNMENT, tmp_path)
+def test_mutant_verdict(mutant, tmp_path, runners):
+    assert_verdict(mutant, ASSIGNMENT, tmp_path, runners)
 
 
 def test_corpus_is_broad():

@@ -2,16 +2,22 @@
 
 import pytest
 
-from tests.corpus.mutants import assert_verdict
+from tests.corpus.mutants import assert_verdict, zygote_runners
 from tests.corpus_ntk.build import ASSIGNMENT
 from tests.corpus_ntk.mutants import CORPUS
 
 MUTANTS = CORPUS.mutants
 
 
+@pytest.fixture(scope="module")
+def runners():
+    with zygote_runners(ASSIGNMENT) as supply:
+        yield supply
+
+
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
-def test_mutant_verdict(mutant, tmp_path):
-    assert_verdict(mutant, ASSIGNMENT, tmp_path)
+def test_mutant_verdict(mutant, tmp_path, runners):
+    assert_verdict(mutant, ASSIGNMENT, tmp_path, runners)
 
 
 def test_corpus_is_broad():

@@ -9,14 +9,15 @@ cost the independent ones. Correct-but-different solutions have empty
 (tests/corpus_ntk) and asserts verdicts with the same `assert_verdict`.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from autograder.assignment import Assignment
-from autograder.grader import grade
+from autograder.grader import RunnerSupply, grade
 
 ALL_EXERCISES = ("0.1", "0.2", "0.3", "1.1", "1.2", "1.3", "1.4", "2.1", "2.2", "2.3", "3.1",
                  "3.2", "4.1", "4.2", "5.1", "5.2", "5.3", "6.0", "6.1")
@@ -53,11 +54,24 @@ MUTANTS: list[Mutant] = KRYLOV.mutants
 register = KRYLOV.register
 
 
-def assert_verdict(mutant: Mutant, assignment: Path, tmp_path: Path) -> None:
+@contextmanager
+def zygote_runners(assignment: Path) -> Iterator[RunnerSupply]:
+    """Runners forked from one zygote, as a cohort worker grades: a corpus grades over a
+    hundred notebooks, and each cold runner would import torch again (about a tenth of
+    a grade's CPU time). The checks still run beside the notebook where a CPU is spare."""
+    supply = RunnerSupply(Assignment.load(assignment), zygote=True)
+    try:
+        yield supply
+    finally:
+        supply.close()
+
+
+def assert_verdict(mutant: Mutant, assignment: Path, tmp_path: Path,
+                   runners: RunnerSupply | None = None) -> None:
     """Grade the mutant and assert its verdict, exercise by exercise."""
     path = tmp_path / f"{mutant.name}.ipynb"
     nbformat.write(mutant.build(), path)
-    report = grade(path, Assignment.load(assignment))
+    report = grade(path, Assignment.load(assignment), runners=runners)
     assert report.status == "graded", report.reason
     scores = {e.id: e for e in report.exercises}
     messages = {e.id: [f"{c.name}: {c.message} {c.staff_detail[-300:]}" for c in e.checks
