@@ -293,6 +293,12 @@ register("bug_ggn_no_softmax_term", "bug", lambda: variant({"ex4_2_code": swappe
     "ex4_2_code", ("    HJv = (p * Jv - p * (p * Jv).sum(dim=1, keepdim=True)) / X.shape[0]",
                    "    HJv = p * Jv / X.shape[0]"))}),
     loses={"4.2"}, may_lose={"4.3"})
+# 4.2 test_leaves_its_inputs_alone (and the hidden models' G v, now of v / ||v||): the
+# direction normalized in place, the caller's v changed with it.
+register("bug_ggn_normalizes_v_in_place", "bug", lambda: variant({"ex4_2_code": swapped(
+    "ex4_2_code", ("    theta = flat_params(model)\n",
+                   "    v /= v.norm()\n    theta = flat_params(model)\n"))}),
+    loses={"4.2"}, may_lose={"4.3"})
 # 4.2 test_matrix_free_where_the_jacobian_cannot_fit: J materialized by jacrev.
 register("cheat_ggn_jacobian_materialized", "cheat", lambda: variant({"ex4_2_code": swapped(
     "ex4_2_code", (("    out, Jv = jvp(logits, (theta,), (v,))\n"),
