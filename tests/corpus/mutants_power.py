@@ -95,6 +95,33 @@ LIST_OF_VECTORS = '''def power_iteration_deflated(matvec, dim, k, num_iters_per=
     return [lam for lam, _ in pairs], [u for _, u in pairs]
 '''
 
+# PyHessian's Hessian.eigenvalues() wrapped into the signature: its own power loop,
+# v orthonormalized against the eigenvectors found so far instead of a deflated
+# operator, the Rayleigh quotient, and a stop on a relative change below `tol`.
+PYHESSIAN = '''def power_iteration_deflated(matvec, dim, k, num_iters_per=300, seed=0):
+    tol = TOL
+    eigenvalues, eigenvectors = [], []
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(k):
+        eigenvalue = None
+        v = torch.randn(dim, generator=g)
+        v = v / v.norm()
+        for _ in range(num_iters_per):
+            for u in eigenvectors:
+                v = v - (v @ u) * u
+            v = v / v.norm()
+            Hv = matvec(v)
+            tmp = (Hv @ v).item()
+            v = Hv / Hv.norm()
+            if eigenvalue is not None and abs(eigenvalue - tmp) / (abs(eigenvalue) + 1e-6) < tol:
+                eigenvalue = tmp
+                break
+            eigenvalue = tmp
+        eigenvalues.append(eigenvalue)
+        eigenvectors.append(v)
+    return eigenvalues, torch.stack(eigenvectors, 1)
+'''
+
 register("power_correct_fp64_tensor_history", "correct", lambda: build.variant({
     "ex2_1_code": FP64_TENSOR_HISTORY}))
 register("power_correct_global_seed_flag", "correct", lambda: build.variant({
@@ -103,6 +130,8 @@ register("deflation_correct_projection_rows", "correct", lambda: build.variant({
     "ex3_1_code": PROJECTED_DEFLATION}))
 register("deflation_correct_vector_list", "correct", lambda: build.variant({
     "ex3_1_code": LIST_OF_VECTORS}))
+register("deflation_correct_pyhessian_style", "correct", lambda: build.variant({
+    "ex3_1_code": PYHESSIAN.replace("TOL", "1e-10")}))
 
 # --- bugs in power_iteration ----------------------------------------------------
 
@@ -215,6 +244,9 @@ register("deflation_bug_abs_lambda", "bug", lambda: build.variant({
     "ex3_1_code": ABS_LAM}), loses=["3.1"], may_lose=USES_DEFLATED)
 register("deflation_bug_only_last_pair", "bug", lambda: build.variant({
     "ex3_1_code": ONLY_LAST}), loses=["3.1"], may_lose=USES_DEFLATED)
+# PyHessian's default tol, 1e-3: each eigenvalue stops about 1e-3 relative short.
+register("deflation_bug_pyhessian_default_tol", "bug", lambda: build.variant({
+    "ex3_1_code": PYHESSIAN.replace("TOL", "1e-3")}), loses=["3.1"], may_lose=USES_DEFLATED)
 
 # --- cheats: read the matrix out of the operator, then eigh ----------------------
 
