@@ -9,6 +9,7 @@ same notebook must still get full marks, and the attack must gain nothing.
 import errno
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -247,4 +248,6 @@ def test_the_red_team_suite_holds_under_docker_like_confinement():
         cwd=ROOT, check=False, capture_output=True, text=True, timeout=1200,
         env={**os.environ, "AUTOGRADER_DOCKER_LIKE": "1", "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and "failed" not in result.stdout
+    summary = result.stdout.strip().splitlines()[-1]  # "88 passed, 1 skipped in ..."
+    assert re.search(r"\d+ passed", summary) and not re.search(r"\d+ (failed|error)", summary), \
+        summary
