@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.corpus.mutants import zygote_runners
 from tests.notebooks import ASSIGNMENT, ROOT
 
 torch.set_num_threads(1)
@@ -15,6 +16,22 @@ for path in (str(ROOT), str(ASSIGNMENT)):
         sys.path.insert(0, path)
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (make setup installs it)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` sends each of `ONE_WORKER_MODULES` whole to one worker."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.scheduling import ONE_WORKER_MODULES, ModulesOnOneWorker
+    return ModulesOnOneWorker(config, log, modules=ONE_WORKER_MODULES)
+
+
+@pytest.fixture(scope="module")
+def runners(request):
+    """Zygote runners for the requesting module's `ASSIGNMENT`, one supply per module."""
+    with zygote_runners(request.module.ASSIGNMENT) as supply:
+        yield supply
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,6 @@ from tests.corpus import build
 from tests.corpus.mutants import MUTANTS
 from tests.notebooks import ASSIGNMENT
 
-# One xdist worker runs the whole module, so its module fixtures are built once.
-pytestmark = pytest.mark.xdist_group("test_answer_key")
-
 for module in pkgutil.iter_modules(tests.corpus.__path__):
     if module.name.startswith("mutants_"):
         importlib.import_module(f"tests.corpus.{module.name}")

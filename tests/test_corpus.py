@@ -6,18 +6,12 @@ import pkgutil
 import pytest
 
 import tests.corpus
-from tests.corpus.mutants import MUTANTS, assert_verdict, zygote_runners
+from tests.corpus.mutants import MUTANTS, assert_verdict
 from tests.notebooks import ASSIGNMENT
 
 for module in pkgutil.iter_modules(tests.corpus.__path__):
     if module.name.startswith("mutants_"):
         importlib.import_module(f"tests.corpus.{module.name}")
-
-
-@pytest.fixture(scope="module")
-def runners():
-    with zygote_runners(ASSIGNMENT) as supply:
-        yield supply
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])

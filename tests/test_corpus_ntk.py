@@ -2,17 +2,11 @@
 
 import pytest
 
-from tests.corpus.mutants import assert_verdict, zygote_runners
+from tests.corpus.mutants import assert_verdict
 from tests.corpus_ntk.build import ASSIGNMENT
 from tests.corpus_ntk.mutants import CORPUS
 
 MUTANTS = CORPUS.mutants
-
-
-@pytest.fixture(scope="module")
-def runners():
-    with zygote_runners(ASSIGNMENT) as supply:
-        yield supply
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])

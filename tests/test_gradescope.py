@@ -25,9 +25,6 @@ from tests.corpus.build import write
 from tests.notebooks import ASSIGNMENT, ROOT
 from tests.test_report import validate_results
 
-# One xdist worker runs the whole module, so its module fixtures are built once.
-pytestmark = pytest.mark.xdist_group("test_gradescope")
-
 ENGINE_DEMO = ROOT / "tests" / "engine_assignment"
 DEMO = ENGINE_DEMO / "master" / "demo.ipynb"
 

@@ -11,9 +11,6 @@ import torch
 from reference import krylov_hessian as ref
 from tests.notebooks import MASTER, errors, execute, grade_id, stdout
 
-# One xdist worker runs the whole module, so its module fixtures are built once.
-pytestmark = pytest.mark.xdist_group("test_master_notebook")
-
 # DESIGN.md's exercise table: grade id -> points (100 in all).
 POINTS = {
     "ex0_1": 2, "ex0_2": 3, "ex0_3": 2, "ex1_1": 8, "ex1_2": 8, "ex1_3": 5, "ex1_4": 2,

@@ -26,9 +26,6 @@ from tests.corpus import build, mutants_hvp, mutants_lanczos, mutants_power  # n
 from tests.corpus.mutants import MUTANTS
 from tests.notebooks import ASSIGNMENT
 
-# One xdist worker runs the whole module, so its module fixtures are built once.
-pytestmark = pytest.mark.xdist_group("test_visible_suite")
-
 VISIBLE = ASSIGNMENT / "visible"
 HIDDEN = ASSIGNMENT / "hidden"
 

@@ -57,8 +57,9 @@ register = KRYLOV.register
 @contextmanager
 def zygote_runners(assignment: Path) -> Iterator[RunnerSupply]:
     """Runners forked from one zygote, as a cohort worker grades: a corpus grades over a
-    hundred notebooks, and each cold runner would import torch again (about a tenth of
-    a grade's CPU time). The checks still run beside the notebook where a CPU is spare."""
+    hundred notebooks, and each cold runner would import torch again. Measured: about
+    2.5 s of a Krylov grade's 23 s of CPU, 9 % of both corpora's worker-seconds. The
+    checks still run beside the notebook where a CPU is spare."""
     supply = RunnerSupply(Assignment.load(assignment), zygote=True)
     try:
         yield supply
