@@ -78,6 +78,17 @@ class Cost:
     cpu_s: float | None  # CPU time of every process it started (None without cgroups)
 
 
+def median(costs: list[Cost]) -> Cost:
+    """The median run of each figure (wall, CPU) and the highest peak memory: one run on
+    a shared machine can be a third slower than the next."""
+    def middle(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    cpu = [c.cpu_s for c in costs]
+    return Cost(middle([c.wall_s for c in costs]), max(c.pss_mb for c in costs),
+                None if None in cpu else middle(cpu))
+
+
 class CpuAccount:
     """A cpuacct cgroup: the CPU time of a command and every process it starts, forks
     that are never waited for included (a shared machine's load does not inflate it)."""
